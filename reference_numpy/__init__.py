@@ -1,0 +1,30 @@
+"""Float64 NumPy oracle of AdaPerceiver: it defines the exact semantics of ``spec/``.
+
+See ``docs/architecture.md`` for the public API and ``spec/CLAUSES.md`` for clause ids.
+"""
+
+from .checkpoint import (
+    CheckpointError,
+    expected_shapes,
+    load_checkpoint,
+    random_weights,
+    save_checkpoint,
+)
+from .config import ConfigError, default_config, tiny_config, validate_config
+from .model import Trace, classify, distill, trace
+
+__all__ = [
+    "CheckpointError",
+    "ConfigError",
+    "Trace",
+    "classify",
+    "default_config",
+    "distill",
+    "expected_shapes",
+    "load_checkpoint",
+    "random_weights",
+    "save_checkpoint",
+    "tiny_config",
+    "trace",
+    "validate_config",
+]
