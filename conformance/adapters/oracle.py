@@ -1,0 +1,47 @@
+"""Adapter for the NumPy oracle (``reference_numpy``): the suite checked against its own source.
+
+Useful as a self-test of the suite and as the smallest example of an adapter.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+
+from ..protocol import Capabilities
+from . import project_version
+
+
+class OracleAdapter:
+    """Every capability; float64; stages from ``reference_numpy.trace``."""
+
+    def __init__(self) -> None:
+        import reference_numpy
+
+        self._oracle = reference_numpy
+        self.capabilities = Capabilities(
+            name="reference_numpy", version=project_version(),
+            dtype="float64", stages=True, versions={"numpy": np.__version__})
+
+    def load(self, checkpoint_dir: str) -> tuple[dict, dict]:
+        return self._oracle.load_checkpoint(checkpoint_dir)
+
+    def classify(self, handle: tuple[dict, dict], images: np.ndarray, **call_args: Any) -> dict:
+        config, weights = handle
+        result = self._oracle.trace(weights, config, images, **call_args)
+        return {"logits": result.logits, "exit_depths": result.exit_depths}
+
+    def distill(self, handle: tuple[dict, dict], images: np.ndarray, **call_args: Any) -> dict:
+        config, weights = handle
+        logits, features = self._oracle.distill(weights, config, images, **call_args)
+        return {"logits": logits, "features": features}
+
+    def stages(self, handle: tuple[dict, dict], images: np.ndarray,
+               **call_args: Any) -> dict[str, np.ndarray]:
+        config, weights = handle
+        return self._oracle.trace(weights, config, images, **call_args).stages
+
+
+def factory() -> OracleAdapter:
+    return OracleAdapter()

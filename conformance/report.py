@@ -1,0 +1,147 @@
+"""The conformance report: per-clause results, worst errors, failures with repros.
+
+``build_report`` turns the per-test results the plugin collected into one
+JSON-ready dict (format ``adaperceiver-conformance-report`` version 1);
+``summary_lines`` renders it for the terminal. Both are pure functions.
+
+Report keys: ``implementation`` (impl spec, capabilities, versions),
+``environment`` (Python, NumPy, suite versions), ``profile``, ``totals``,
+``clauses`` (id -> counts and failing tests), ``worst_errors`` (quantity ->
+largest relative error and its test), ``failures`` (id, clauses, message,
+repro, first divergent stage), ``exclusions`` (reason -> test ids),
+``warnings`` and ``tests`` (every test with its outcome and achieved errors).
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from collections import defaultdict
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+FORMAT = "adaperceiver-conformance-report"
+FORMAT_VERSION = 1
+OUTCOMES = ("passed", "failed", "skipped", "excluded")
+
+
+@dataclass
+class Result:
+    """One test's outcome. ``record`` is ``Checker.to_json()`` when the test compared tensors."""
+
+    id: str
+    outcome: str
+    clauses: tuple[str, ...]
+    duration_s: float = 0.0
+    message: str = ""
+    record: Mapping[str, Any] | None = None
+    exclusion_reason: str | None = None
+    extra: dict[str, Any] = field(default_factory=dict)
+
+
+def _json_safe(value: Any) -> Any:
+    """Non-finite floats become None (strict JSON); containers are converted recursively."""
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    if isinstance(value, Mapping):
+        return {str(k): _json_safe(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_json_safe(v) for v in value]
+    return value
+
+
+def _worst_errors(results: Iterable[Result]) -> dict[str, dict[str, Any]]:
+    worst: dict[str, dict[str, Any]] = {}
+    for result in results:
+        for quantity, err in ((result.record or {}).get("errors") or {}).items():
+            rel = err.get("max_rel")
+            if rel is None or not math.isfinite(rel):
+                rel = math.inf
+            if quantity not in worst or rel > worst[quantity]["max_rel"]:
+                worst[quantity] = {"max_rel": rel, "max_abs": err.get("max_abs"),
+                                   "rtol": err.get("rtol"), "test": result.id}
+    return worst
+
+
+def build_report(results: Sequence[Result], *, implementation: Mapping[str, Any],
+                 environment: Mapping[str, Any], profile: str,
+                 warnings: Sequence[str] = (), duration_s: float = 0.0) -> dict[str, Any]:
+    """The JSON report of one run (see the module docstring for the keys)."""
+    totals = {outcome: 0 for outcome in OUTCOMES}
+    clauses: dict[str, dict[str, Any]] = defaultdict(
+        lambda: {**{o: 0 for o in OUTCOMES}, "failed_tests": []})
+    exclusions: dict[str, list[str]] = defaultdict(list)
+    for result in results:
+        totals[result.outcome] += 1
+        for clause in result.clauses:
+            clauses[clause][result.outcome] += 1
+            if result.outcome == "failed":
+                clauses[clause]["failed_tests"].append(result.id)
+        if result.outcome == "excluded":
+            exclusions[result.exclusion_reason or "?"].append(result.id)
+    failures = [{"id": r.id, "clauses": list(r.clauses), "message": r.message,
+                 "repro": (r.record or {}).get("repro"),
+                 "first_divergent_stage": (r.record or {}).get("first_divergent_stage")}
+                for r in results if r.outcome == "failed"]
+    tests = [{"id": r.id, "outcome": r.outcome, "clauses": list(r.clauses),
+              "duration_s": round(r.duration_s, 4), "message": r.message,
+              **({"tolerance": r.record.get("tolerance"), "errors": r.record.get("errors")}
+                 if r.record else {}), **r.extra}
+             for r in results]
+    return _json_safe({
+        "format": FORMAT,
+        "format_version": FORMAT_VERSION,
+        "implementation": dict(implementation),
+        "environment": dict(environment),
+        "profile": profile,
+        "duration_s": round(duration_s, 2),
+        "totals": totals,
+        "clauses": {k: clauses[k] for k in sorted(clauses)},
+        "worst_errors": _worst_errors(results),
+        "failures": failures,
+        "exclusions": dict(exclusions),
+        "warnings": list(warnings),
+        "tests": tests,
+    })
+
+
+def summary_lines(report: Mapping[str, Any]) -> list[str]:
+    """Terminal rendering: implementation, totals, clause table, worst errors, failures."""
+    impl = report["implementation"]
+    t = report["totals"]
+    lines = [f"implementation: {impl.get('impl')} ({impl.get('name')} {impl.get('version')}, "
+             f"{impl.get('dtype')}), profile {report['profile']}",
+             f"totals: {t['passed']} passed, {t['failed']} failed, {t['skipped']} skipped, "
+             f"{t['excluded']} excluded in {report['duration_s']}s",
+             "clause      pass  fail  skip  excl"]
+    for clause, c in report["clauses"].items():
+        mark = "  FAIL" if c["failed"] else ""
+        lines.append(f"{clause:<10} {c['passed']:>5} {c['failed']:>5} {c['skipped']:>5} "
+                     f"{c['excluded']:>5}{mark}")
+    if report["worst_errors"]:
+        lines.append("worst errors (max relative error / tolerance, test):")
+        for quantity, w in sorted(report["worst_errors"].items()):
+            rel = "inf" if w["max_rel"] is None else f"{w['max_rel']:.3g}"
+            lines.append(f"  {quantity:<12} {rel} / {w['rtol']:.3g}  {w['test']}")
+    for failure in report["failures"]:
+        lines.append(f"FAILED {failure['id']} [{', '.join(failure['clauses'])}]")
+        first = failure["message"].splitlines()[0] if failure["message"] else ""
+        lines.append(f"  {first}")
+        if failure["first_divergent_stage"]:
+            stage = failure["first_divergent_stage"]
+            lines.append(f"  first divergent stage: {stage['stage']} ({stage['detail']})")
+        if failure["repro"]:
+            lines.append(f"  repro: {json.dumps(failure['repro'])}")
+    for override in impl.get("tolerance_overrides") or []:
+        lines.append(f"tolerance override: {override['test_prefix']}* rtol {override['rtol']:g} "
+                     f"({override['reason']})")
+    for reason, ids in report["exclusions"].items():
+        lines.append(f"excluded ({len(ids)}): {reason}")
+    lines += [f"warning: {w}" for w in report["warnings"]]
+    return lines
+
+
+def write_report(path: str | Path, report: Mapping[str, Any]) -> None:
+    Path(path).write_text(json.dumps(report, indent=1, allow_nan=False) + "\n")

@@ -1,0 +1,58 @@
+"""Helpers shared by the suite's test modules: capability gates, checkpoints, oracle runs."""
+
+from __future__ import annotations
+
+import json
+import tempfile
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+
+from conformance.cases import missing_capabilities
+from conformance.check import Checker
+from conformance.goldens import GOLDENS_DIR, load_manifest
+from conformance.protocol import PortAdapter
+from conformance.verify import check_call, kind_of, oracle_expected
+
+
+def require(port: PortAdapter, config: Mapping[str, Any], call_args: Mapping[str, Any],
+            image_hw: tuple[int, int]) -> None:
+    """Skip (with every reason) when the port lacks a capability this call needs."""
+    reasons = missing_capabilities(port.capabilities, config, call_args, tuple(image_hw))
+    if reasons:
+        pytest.skip("; ".join(reasons))
+
+
+def require_stages(port: PortAdapter) -> None:
+    if not port.capabilities.stages:
+        pytest.skip("port exposes no stages (capabilities.stages)")
+
+
+def read_config(directory: Path) -> dict[str, Any]:
+    return json.loads((Path(directory) / "config.json").read_text())
+
+
+def golden_checkpoint(name: str) -> Path:
+    """Directory of a committed golden checkpoint (GOLD-1) by recipe name."""
+    return GOLDENS_DIR / load_manifest()["checkpoints"][name]["path"]
+
+
+@contextmanager
+def scratch_dir() -> Iterator[Path]:
+    """A temporary directory per Hypothesis example (function fixtures are per test)."""
+    with tempfile.TemporaryDirectory(prefix="adaperceiver-conformance-") as tmp:
+        yield Path(tmp)
+
+
+def check_against_oracle(port: PortAdapter, check: Checker, directory: Path,
+                         images: np.ndarray, call_args: Mapping[str, Any], *,
+                         clauses: str) -> None:
+    """Load ``directory`` in the port and compare one call with the oracle."""
+    handle = port.load(str(directory))
+    check_call(check, port, handle, kind_of(read_config(directory)), images, call_args,
+               oracle_expected(directory, images, call_args), clauses=clauses,
+               what="port vs oracle")

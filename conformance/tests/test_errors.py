@@ -1,0 +1,149 @@
+"""Family 4: error behaviour (ARG-1..8) on the golden checkpoint cls-flex-block.
+
+That checkpoint has embed_dim D = 16, depth 4, in_channels 3, patch_size 4 and
+16x16 images; the batch holds B = 3 images. Every invalid call must raise an
+exception whose message names the offending argument (ARG-8; the port's
+adapter may translate native errors). Valid edge values (NumPy integer
+scalars) must be accepted and give the same result as Python ints.
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Any
+
+import numpy as np
+import pytest
+
+from conformance.cases import make_images
+from conformance.verify import run
+
+from .support import golden_checkpoint, read_config
+
+IMAGES = make_images((3, 3, 16, 16), seed=0)
+NAN_IMAGES = IMAGES.copy()
+NAN_IMAGES[1, 0, 2, 3] = np.nan
+
+# (test id, argument named in the message, call kwargs, clause, capability needed)
+INVALID: list[tuple[str, str, dict[str, Any], str, str | None]] = [
+    ("num_tokens-0", "num_tokens", {"num_tokens": 0}, "ARG-1", None),
+    ("num_tokens-negative", "num_tokens", {"num_tokens": -3}, "ARG-1", None),
+    ("num_tokens-float", "num_tokens", {"num_tokens": 8.0}, "ARG-1", None),
+    ("num_tokens-bool", "num_tokens", {"num_tokens": True}, "ARG-1", None),
+    ("num_tokens-str", "num_tokens", {"num_tokens": "8"}, "ARG-1", None),
+    ("mat_dim-0", "mat_dim", {"mat_dim": 0}, "ARG-2", None),
+    ("mat_dim-above-D", "mat_dim", {"mat_dim": 17}, "ARG-2", None),
+    ("mat_dim-float", "mat_dim", {"mat_dim": 8.0}, "ARG-2", None),
+    ("mat_dim-bool", "mat_dim", {"mat_dim": True}, "ARG-2", None),
+    ("mat_dim-list-length", "mat_dim", {"mat_dim": [4, 8]}, "ARG-2", "per_sample"),
+    ("mat_dim-list-value", "mat_dim", {"mat_dim": [4, 0, 8]}, "ARG-2", "per_sample"),
+    ("mat_dim-list-float", "mat_dim", {"mat_dim": [4, 8.0, 8]}, "ARG-2", "per_sample"),
+    ("depth-0", "depth", {"depth": 0}, "ARG-3", None),
+    ("depth-above", "depth", {"depth": 5}, "ARG-3", None),
+    ("depth-negative", "depth", {"depth": -1}, "ARG-3", None),
+    ("depth-float", "depth", {"depth": 2.0}, "ARG-3", None),
+    ("depth-bool", "depth", {"depth": True}, "ARG-3", None),
+    ("depth_tau-negative", "depth_tau", {"depth_tau": -0.1}, "ARG-4", "exit"),
+    ("depth_tau-above-1", "depth_tau", {"depth_tau": 1.5}, "ARG-4", "exit"),
+    ("depth_tau-nan", "depth_tau", {"depth_tau": float("nan")}, "ARG-4", "exit"),
+    ("depth_tau-str", "depth_tau", {"depth_tau": "0.5"}, "ARG-4", "exit"),
+    ("depth_tau-with-depth", "depth", {"depth": 2, "depth_tau": 0.5}, "ARG-4", "exit"),
+    ("token_grans-empty", "token_grans", {"token_grans": []}, "ARG-5", None),
+    ("token_grans-unsorted", "token_grans", {"token_grans": [8, 4]}, "ARG-5", None),
+    ("token_grans-repeated", "token_grans", {"token_grans": [4, 4]}, "ARG-5", None),
+    ("token_grans-zero", "token_grans", {"token_grans": [0, 4]}, "ARG-5", None),
+    ("token_grans-float", "token_grans", {"token_grans": [2.0, 4]}, "ARG-5", None),
+    ("exit_policy-unknown", "exit_policy", {"depth_tau": 0.5, "exit_policy": "max"}, "ARG-6",
+     "exit"),
+    ("exit_policy-type", "exit_policy", {"depth_tau": 0.5, "exit_policy": 1}, "ARG-6", "exit"),
+    ("unknown-keyword", "num_token", {"num_token": 8}, "ARG-8", None),
+]
+
+# (test id, images, clause): images are the positional argument, named by capabilities.images_arg
+INVALID_IMAGES = [
+    ("rank-3", IMAGES[0], "ARG-7"),
+    ("channels", IMAGES[:, :1], "ARG-7"),
+    ("height-not-multiple", make_images((3, 3, 18, 16), seed=0), "ARG-7"),
+    ("width-zero", make_images((3, 3, 16, 0), seed=0), "ARG-7"),
+    ("batch-0", IMAGES[:0], "ARG-7"),
+    ("non-finite", NAN_IMAGES, "ARG-7"),
+]
+
+
+@pytest.fixture(scope="module")
+def handle(port):
+    if not port.capabilities.argument_validation:
+        pytest.skip("port does not validate arguments (capabilities.argument_validation)")
+    if "classification" not in port.capabilities.kinds:
+        pytest.skip("port does not load classification models (capabilities.kinds)")
+    directory = golden_checkpoint("cls-flex-block")
+    config = read_config(directory)
+    assumed = {"embed_dim": 16, "depth": 4, "in_channels": 3, "patch_size": 4}
+    assert {k: config[k] for k in assumed} == assumed, "INVALID assumes another checkpoint"
+    return port.load(str(directory))
+
+
+def _require(port, need: str | None) -> None:
+    if need == "exit" and not port.capabilities.exit_policies:
+        pytest.skip("port has no confidence early exit (capabilities.exit_policies)")
+    if need == "per_sample" and not port.capabilities.per_sample_width:
+        pytest.skip("port has no per-sample widths (capabilities.per_sample_width)")
+
+
+def _assert_names(error: BaseException, name: str, clause: str) -> None:
+    assert re.search(rf"(?<![\w.]){re.escape(name)}(?!\w)", str(error)), (
+        f"{clause}, ARG-8: the error must name {name!r}; got {type(error).__name__}: {error}")
+
+
+@pytest.mark.clauses("ARG-8")
+@pytest.mark.parametrize(
+    ("name", "kwargs", "clause", "need"),
+    [pytest.param(*case[1:], id=case[0], marks=pytest.mark.clauses(case[3])) for case in INVALID])
+def test_invalid_argument_raises(port, handle, name, kwargs, clause, need):
+    """ARG-1..6, ARG-8: an invalid call argument raises, and the message names the argument
+    (which case: see the test id and the INVALID table)."""
+    _require(port, need)
+    with pytest.raises(Exception) as info:
+        port.classify(handle, IMAGES, **kwargs)
+    _assert_names(info.value, name, clause)
+
+
+@pytest.mark.clauses("ARG-7", "ARG-8")
+@pytest.mark.parametrize(("images", "clause"),
+                         [pytest.param(*case[1:], id=case[0]) for case in INVALID_IMAGES])
+def test_invalid_images_raise(port, handle, images, clause):
+    """ARG-7, ARG-8: images of the wrong rank, channel count, size, batch or with non-finite
+    values raise, and the message names the images argument (capabilities.images_arg)."""
+    with pytest.raises(Exception) as info:
+        port.classify(handle, images)
+    _assert_names(info.value, port.capabilities.images_arg, clause)
+
+
+@pytest.mark.clauses("ARG-4", "ARG-8", "DIST-3")
+def test_distill_rejects_depth_tau(port):
+    """ARG-4, DIST-3: the distill model takes no depth_tau; passing one raises naming it."""
+    if "distill" not in port.capabilities.kinds:
+        pytest.skip("port does not load distill models (capabilities.kinds)")
+    if not port.capabilities.argument_validation:
+        pytest.skip("port does not validate arguments (capabilities.argument_validation)")
+    handle = port.load(str(golden_checkpoint("distill-flex-block")))
+    with pytest.raises(Exception) as info:
+        port.distill(handle, IMAGES, depth_tau=0.5)
+    _assert_names(info.value, "depth_tau", "ARG-4")
+
+
+@pytest.mark.clauses("ARG-1", "ARG-2", "ARG-3", "ARG-5")
+def test_numpy_integers_accepted(port, check):
+    """ARG-1..3, ARG-5: NumPy integer scalars are ints: num_tokens, mat_dim, depth and
+    token_grans given as np.int64 give the same logits as Python ints."""
+    directory = golden_checkpoint("cls-flex-block")
+    if "classification" not in port.capabilities.kinds:
+        pytest.skip("port does not load classification models (capabilities.kinds)")
+    handle = port.load(str(directory))
+    args = {"num_tokens": 6, "mat_dim": 7, "depth": 2, "token_grans": [2, 4]}
+    as_numpy = {"num_tokens": np.int64(6), "mat_dim": np.int64(7), "depth": np.int64(2),
+                "token_grans": [np.int64(2), np.int64(4)]}
+    check.start_case({"checkpoint": "cls-flex-block", "call_args": args})
+    check.close("logits", run(port, handle, "classification", IMAGES, as_numpy)["logits"],
+                run(port, handle, "classification", IMAGES, args)["logits"])
+    check.assert_ok("ARG-1..3, ARG-5", "NumPy integer arguments vs Python ints")
