@@ -39,7 +39,6 @@ def test_torch_float32_conforms(tmp_path):
     assert report["worst_errors"]["logits"]["max_rel"] <= 1e-4
     assert report["implementation"]["dtype"] == "float32"
     assert "AdaPerceiver conformance" in done.stdout
-    assert report["duration_s"] < 180, "CI budget: the ci profile must run in < 3 minutes"
 
 
 def test_oracle_adapter_reproduces_goldens_and_errors(tmp_path):

@@ -1,0 +1,46 @@
+"""Real-valued rotary position embedding (RoPE) of the latent tokens, with NTK scaling.
+
+Clauses ROPE-1..3 (where RoPE is applied, ROPE-4, is decided by the callers).
+The tables are computed in float64 and cast to the compute dtype, which is never
+below float32: a bf16/fp16 input is rotated in float32 and cast back.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import Tensor
+
+
+def rope_tables(num_tokens: int, head_dim: int, theta: float, max_latent_tokens: int,
+                device: torch.device) -> tuple[Tensor, Tensor]:
+    """cos and sin of the rotation angles, each (N, hd/2) float64.
+
+    f_i = theta^(-2i/hd), i < hd/2 (ROPE-1); angle[p, i] = p * f_i for positions
+    p = 0..N-1 (ROPE-2); when N > L = max_latent_tokens every f_i is divided by
+    N / L (ROPE-3, NTK scaling).
+    """
+    exponents = torch.arange(0, head_dim, 2, dtype=torch.float64, device=device) / head_dim
+    freqs = float(theta) ** -exponents  # (hd/2,)
+    if num_tokens > max_latent_tokens:
+        freqs = freqs / (num_tokens / max_latent_tokens)
+    positions = torch.arange(num_tokens, dtype=torch.float64, device=device)
+    angles = torch.outer(positions, freqs)  # (N, hd/2)
+    return angles.cos(), angles.sin()
+
+
+def rope_dtype(dtype: torch.dtype) -> torch.dtype:
+    """The dtype RoPE is computed in for inputs of ``dtype``: float64 stays, the rest float32."""
+    return torch.float64 if dtype == torch.float64 else torch.float32
+
+
+def apply_rope(x: Tensor, cos: Tensor, sin: Tensor) -> Tensor:
+    """Rotate adjacent channel pairs (2i, 2i+1) of every head (ROPE-1).
+
+    x (B, H, N, hd); cos, sin (N, hd/2) already in ``rope_dtype(x.dtype)``.
+    x'_{2i} = x_{2i} cos - x_{2i+1} sin,  x'_{2i+1} = x_{2i} sin + x_{2i+1} cos.
+    """
+    work = x.to(cos.dtype)
+    pairs = work.unflatten(-1, (-1, 2))  # (B, H, N, hd) -> (B, H, N, hd/2, 2)
+    even, odd = pairs.unbind(-1)  # (B, H, N, hd/2) each
+    rotated = torch.stack((even * cos - odd * sin, even * sin + odd * cos), dim=-1)
+    return rotated.flatten(-2).to(x.dtype)  # (B, H, N, hd/2, 2) -> (B, H, N, hd)

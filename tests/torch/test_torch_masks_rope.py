@@ -1,0 +1,51 @@
+"""Attention plans and RoPE tables of the PyTorch model against the oracle's definitions."""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+from hypothesis import given
+from hypothesis import strategies as st
+
+from adaperceiver.masks import attention_plan, granularities
+from adaperceiver.rope import apply_rope, rope_tables
+from reference_numpy.masks import granularities as oracle_granularities
+from reference_numpy.masks import token_mask
+from reference_numpy.rope import apply_rope as oracle_apply_rope
+from reference_numpy.rope import rope_angles
+
+
+@given(st.integers(1, 40), st.lists(st.integers(1, 48), min_size=1, max_size=6, unique=True),
+       st.sampled_from(["flex", "full"]), st.sampled_from(["block", "causal", "none"]))
+def test_attention_plan_is_the_oracle_mask(N, grans, attn_layer, mask_type):
+    """MASK-1..5: the plan admits exactly the (query, key) pairs of the oracle's boolean mask;
+    its pair count is the mask's number of True entries."""
+    grans = sorted(grans)
+    assert granularities(grans, N) == tuple(oracle_granularities(grans, N))
+    plan = attention_plan(attn_layer, mask_type, N, grans)
+    expected = token_mask(attn_layer, mask_type, N, grans)
+    expected = np.ones((N, N), dtype=bool) if expected is None else expected
+    np.testing.assert_array_equal(plan.boolean_mask().numpy(), expected)
+    assert plan.attended_pairs() == int(expected.sum())
+
+
+def test_block_plan_spans():
+    """MASK-2, MASK-3: grans [8, 16, 32] at N = 20 give blocks [0, 8), [8, 16), [16, 20) whose
+    queries attend key prefixes 8, 16 and 20."""
+    assert attention_plan("flex", "block", 20, [8, 16, 32]).spans == (
+        (0, 8, 8), (8, 16, 16), (16, 20, 20))
+
+
+@given(st.integers(1, 70), st.sampled_from([2, 4, 8, 64]), st.integers(1, 64),
+       st.sampled_from([10000, 500.0]))
+def test_rope_matches_the_oracle(N, head_dim, L, theta):
+    """ROPE-1..3: tables and rotation (adjacent pairs, NTK scaling above L) equal the
+    oracle's in float64."""
+    cos, sin = rope_tables(N, head_dim, theta, L, torch.device("cpu"))
+    angles = rope_angles(N, head_dim, theta, L)
+    np.testing.assert_allclose(cos.numpy(), np.cos(angles), rtol=0, atol=1e-13)
+    np.testing.assert_allclose(sin.numpy(), np.sin(angles), rtol=0, atol=1e-13)
+    x = np.random.default_rng(N).standard_normal((2, N, 2 * head_dim))  # (B, N, D), H = 2
+    heads = torch.from_numpy(x).unflatten(-1, (2, head_dim)).transpose(1, 2)  # (B, H, N, hd)
+    ours = apply_rope(heads, cos, sin).transpose(1, 2).flatten(2).numpy()
+    np.testing.assert_allclose(ours, oracle_apply_rope(x, angles, 2), rtol=0, atol=1e-12)
