@@ -33,14 +33,9 @@ from .model import ClassificationAdaPerceiver
 DEMO_CONFIG = dict(embed_dim=32, num_heads=2, depth=4, max_latent_tokens=16, ffn_ratio=2.5,
                    mask_token_grans=[4, 8, 16], mat_dims=[8, 16, 32], img_size=16,
                    patch_size=4, num_classes=10, use_embed_ffn=True)
-DEMO_BUDGETS = (
-    {},
-    {"num_tokens": 8},
-    {"num_tokens": 4, "mat_dim": 16},
-    {"depth": 2},
-    {"depth_tau": 0.8},
-    {"depth_tau": 0.8, "exit_policy": "per_sample"},
-)
+# Budgets the demo shows: full model, fewer tokens, narrower FFN, shallower, early exit.
+DEMO_BUDGETS = [dict(), dict(num_tokens=8), dict(num_tokens=4, mat_dim=16), dict(depth=2),
+                dict(depth_tau=0.8), dict(depth_tau=0.8, exit_policy="per_sample")]
 
 
 def print_table(model: ClassificationAdaPerceiver, x: torch.Tensor,

@@ -1,15 +1,16 @@
-"""Validation of the forward-call arguments (ARG-1..8).
+"""The keyword arguments of ``forward``, checked and defaulted into ``CallArgs`` (ARG-1..8).
 
-Every check raises ``TypeError`` for a wrong type and ``ValueError`` for a wrong
-value; the message starts with the argument name, shows the value and says what
-is allowed (ARG-8). Nothing is clamped. ``bool`` is not an int; NumPy integer
-scalars are ints. The rules and wording are those of the NumPy oracle.
+``parse_call`` runs the checks in a fixed order (x, depth, num_tokens, mat_dim,
+depth_tau, token_grans, exit_policy), so the first bad argument is the one
+reported. A wrong type is a ``TypeError`` and a wrong value a ``ValueError``; the
+message reads "<argument> must be <what is allowed>, got <value>" (ARG-8), word for
+word as in the NumPy oracle. Nothing is clamped. ``bool`` is not an int; NumPy
+integer scalars are ints; tuples, 1-D tensors and 1-D NumPy arrays are sequences.
 """
 
 from __future__ import annotations
 
 import math
-import numbers
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from itertools import pairwise
@@ -17,143 +18,27 @@ from typing import Any
 
 import torch
 
-from .config import is_int
+from .config import is_int, is_real
 
 EXIT_POLICIES = ("batch_mean", "per_sample")
 
 
 @dataclass(frozen=True)
 class CallArgs:
-    """Validated, defaulted arguments of one forward pass.
+    """Validated, defaulted arguments of one forward pass, in the order the forward uses them.
 
-    hidden: FFN hidden units h = int(m * ffn_ratio) per batch row, or None for full
-    width (MAT-1, MAT-4); depth: blocks to run (the maximum when depth_tau is given).
+    Latents and their mask: num_tokens N and token_grans. Width: hidden, the FFN hidden
+    units h = int(m * ffn_ratio) per batch row, or None for full width (MAT-1, MAT-4).
+    Depth: blocks to run (the maximum when depth_tau is given), the exit threshold
+    depth_tau and the exit_policy.
     """
 
     num_tokens: int
+    token_grans: tuple[int, ...]
     hidden: tuple[int, ...] | None
     depth: int
     depth_tau: float | None
-    token_grans: tuple[int, ...]
     exit_policy: str
-
-
-def _describe(value: Any) -> str:
-    return f"{value!r} ({type(value).__name__})"
-
-
-def check_num_tokens(num_tokens: Any, config: Mapping[str, Any]) -> int:
-    """ARG-1: an int >= 1; None means max_latent_tokens."""
-    if num_tokens is None:
-        return config["max_latent_tokens"]
-    if not is_int(num_tokens):
-        raise TypeError(f"num_tokens must be an int >= 1 or None, got {_describe(num_tokens)}")
-    if num_tokens < 1:
-        raise ValueError(f"num_tokens must be an int >= 1, got {num_tokens!r}")
-    return int(num_tokens)
-
-
-def _is_sequence(value: Any) -> bool:
-    if isinstance(value, torch.Tensor) or type(value).__module__ == "numpy":
-        return getattr(value, "ndim", 0) == 1
-    return isinstance(value, Sequence) and not isinstance(value, (str, bytes))
-
-
-def check_mat_dim(mat_dim: Any, config: Mapping[str, Any], batch: int) -> tuple[int, ...] | None:
-    """ARG-2: an int in 1..embed_dim or a sequence of B such ints; None means full width.
-
-    Returns one width m per batch row, or None.
-    """
-    if mat_dim is None:
-        return None
-    D = config["embed_dim"]
-    allowed = f"an int in 1..{D} (embed_dim) or a list of {batch} such ints (one per image)"
-    if is_int(mat_dim):
-        values = [mat_dim] * batch
-    elif _is_sequence(mat_dim):
-        values = mat_dim.tolist() if hasattr(mat_dim, "tolist") else list(mat_dim)
-        if not all(is_int(m) for m in values):
-            raise TypeError(f"mat_dim must be {allowed}, got {mat_dim!r}")
-        if len(values) != batch:
-            raise ValueError(
-                f"mat_dim must be {allowed}, got a list of length {len(values)}: {mat_dim!r}")
-    else:
-        raise TypeError(f"mat_dim must be {allowed}, got {_describe(mat_dim)}")
-    if not all(1 <= m <= D for m in values):
-        raise ValueError(f"mat_dim must be {allowed}, got {mat_dim!r}")
-    return tuple(int(m) for m in values)
-
-
-def check_depth(depth: Any, config: Mapping[str, Any]) -> int:
-    """ARG-3: an int in 1..config depth; None means all blocks."""
-    total = config["depth"]
-    if depth is None:
-        return total
-    if not is_int(depth):
-        raise TypeError(f"depth must be an int in 1..{total} or None, got {_describe(depth)}")
-    if not 1 <= depth <= total:
-        raise ValueError(f"depth must be an int in 1..{total} (the model depth), got {depth!r}")
-    return int(depth)
-
-
-def check_depth_tau(depth_tau: Any, depth: Any) -> float | None:
-    """ARG-4: a real number in [0, 1], never together with depth."""
-    if depth_tau is None:
-        return None
-    if not isinstance(depth_tau, numbers.Real) or isinstance(depth_tau, bool):
-        raise TypeError(f"depth_tau must be a real number in [0, 1], got {_describe(depth_tau)}")
-    if not (math.isfinite(depth_tau) and 0.0 <= depth_tau <= 1.0):
-        raise ValueError(f"depth_tau must be a real number in [0, 1], got {depth_tau!r}")
-    if depth is not None:
-        raise ValueError(
-            f"depth_tau cannot be combined with depth: got depth_tau={depth_tau!r} and "
-            f"depth={depth!r}; give one of them")
-    return float(depth_tau)
-
-
-def check_token_grans(token_grans: Any, config: Mapping[str, Any]) -> tuple[int, ...]:
-    """ARG-5: a non-empty, strictly increasing sequence of ints >= 1; None means config's."""
-    if token_grans is None:
-        return tuple(config["mask_token_grans"])
-    allowed = "a non-empty, strictly increasing list of ints >= 1"
-    if not _is_sequence(token_grans):
-        raise TypeError(f"token_grans must be {allowed}, got {_describe(token_grans)}")
-    values = token_grans.tolist() if hasattr(token_grans, "tolist") else list(token_grans)
-    if not all(is_int(g) for g in values):
-        raise TypeError(f"token_grans must be {allowed}, got {token_grans!r}")
-    if not values or values[0] < 1 or any(a >= b for a, b in pairwise(values)):
-        raise ValueError(f"token_grans must be {allowed}, got {token_grans!r}")
-    return tuple(int(g) for g in values)
-
-
-def check_exit_policy(exit_policy: Any) -> str:
-    """ARG-6: "batch_mean" or "per_sample"."""
-    if not isinstance(exit_policy, str):
-        raise TypeError(f"exit_policy must be one of {list(EXIT_POLICIES)}, "
-                        f"got {_describe(exit_policy)}")
-    if exit_policy not in EXIT_POLICIES:
-        raise ValueError(f"exit_policy must be one of {list(EXIT_POLICIES)}, got {exit_policy!r}")
-    return exit_policy
-
-
-def check_images(x: Any, config: Mapping[str, Any]) -> None:
-    """ARG-7: a real tensor (B, C, H, W) (integers are converted, bool and complex are not
-    images), B >= 1, C == in_channels, H and W positive multiples of patch_size, all values
-    finite (not checked while compiling)."""
-    C, P = config["in_channels"], config["patch_size"]
-    allowed = (f"a finite real tensor of shape (B, {C}, H, W) with B >= 1 and H, W positive "
-               f"multiples of patch_size {P}")
-    if not isinstance(x, torch.Tensor):
-        raise TypeError(f"x must be a torch.Tensor ({allowed}), got {type(x).__name__}")
-    if x.dtype == torch.bool or x.is_complex():
-        raise TypeError(f"x must be {allowed}, got dtype {x.dtype}")
-    if x.ndim != 4:
-        raise ValueError(f"x must be {allowed}, got shape {tuple(x.shape)}")
-    B, channels, H, W = x.shape
-    if B < 1 or channels != C or H < 1 or W < 1 or H % P or W % P:
-        raise ValueError(f"x must be {allowed}, got shape {tuple(x.shape)}")
-    if not torch.compiler.is_compiling() and not bool(torch.isfinite(x).all()):
-        raise ValueError(f"x must be {allowed}, got non-finite values (NaN or inf)")
 
 
 def parse_call(config: Mapping[str, Any], x: Any, *, num_tokens: Any = None, mat_dim: Any = None,
@@ -163,13 +48,134 @@ def parse_call(config: Mapping[str, Any], x: Any, *, num_tokens: Any = None, mat
     check_images(x, config)
     blocks = check_depth(depth, config)
     tokens = check_num_tokens(num_tokens, config)
-    widths = check_mat_dim(mat_dim, config, x.shape[0])
+    widths = check_mat_dim(mat_dim, config, batch=x.shape[0])
     hidden = None if widths is None else tuple(int(m * config["ffn_ratio"]) for m in widths)
-    return CallArgs(
-        num_tokens=tokens,
-        hidden=hidden,
-        depth=blocks,
-        depth_tau=check_depth_tau(depth_tau, depth),
-        token_grans=check_token_grans(token_grans, config),
-        exit_policy=check_exit_policy(exit_policy),
-    )
+    tau = check_depth_tau(depth_tau, depth)
+    grans = check_token_grans(token_grans, config)
+    return CallArgs(num_tokens=tokens, token_grans=grans, hidden=hidden, depth=blocks,
+                    depth_tau=tau, exit_policy=check_exit_policy(exit_policy))
+
+
+def _error(kind: type[Exception], name: str, allowed: str, got: str) -> Exception:
+    """ARG-8: "<name> must be <allowed>, got <got>"."""
+    return kind(f"{name} must be {allowed}, got {got}")
+
+
+def _described(value: Any) -> str:
+    """The value with its type name, for a wrong-type message."""
+    return f"{value!r} ({type(value).__name__})"
+
+
+def _items(value: Any) -> list | None:
+    """The items of a 1-D sequence (list, tuple, 1-D tensor or NumPy array), else None."""
+    if isinstance(value, torch.Tensor) or type(value).__module__ == "numpy":
+        if getattr(value, "ndim", 0) != 1:
+            return None
+    elif not isinstance(value, Sequence) or isinstance(value, (str, bytes)):
+        return None
+    return value.tolist() if hasattr(value, "tolist") else list(value)
+
+
+def _optional_int(name: str, value: Any, default: int, high: float, allowed: str,
+                  note: str = "") -> int:
+    """None -> ``default``; else an int in 1..high, described as ``allowed``."""
+    if value is None:
+        return default
+    if not is_int(value):
+        raise _error(TypeError, name, f"{allowed} or None", _described(value))
+    if not 1 <= value <= high:
+        raise _error(ValueError, name, allowed + note, repr(value))
+    return int(value)
+
+
+def check_num_tokens(num_tokens: Any, config: Mapping[str, Any]) -> int:
+    """ARG-1: N, an int >= 1; None means max_latent_tokens."""
+    return _optional_int("num_tokens", num_tokens, config["max_latent_tokens"], math.inf,
+                         "an int >= 1")
+
+
+def check_depth(depth: Any, config: Mapping[str, Any]) -> int:
+    """ARG-3: blocks to run, an int in 1..config depth; None means all blocks."""
+    total = config["depth"]
+    return _optional_int("depth", depth, total, total, f"an int in 1..{total}",
+                         " (the model depth)")
+
+
+def check_mat_dim(mat_dim: Any, config: Mapping[str, Any], batch: int) -> tuple[int, ...] | None:
+    """ARG-2: width m, an int in 1..embed_dim or a sequence of B such ints; None means full
+    width. Returns one m per batch row, or None."""
+    if mat_dim is None:
+        return None
+    D = config["embed_dim"]
+    allowed = f"an int in 1..{D} (embed_dim) or a list of {batch} such ints (one per image)"
+    widths = [mat_dim] * batch if is_int(mat_dim) else _items(mat_dim)
+    if widths is None:
+        raise _error(TypeError, "mat_dim", allowed, _described(mat_dim))
+    if not all(map(is_int, widths)):
+        raise _error(TypeError, "mat_dim", allowed, repr(mat_dim))
+    if len(widths) != batch:
+        raise _error(ValueError, "mat_dim", allowed,
+                     f"a list of length {len(widths)}: {mat_dim!r}")
+    if not all(1 <= m <= D for m in widths):
+        raise _error(ValueError, "mat_dim", allowed, repr(mat_dim))
+    return tuple(map(int, widths))
+
+
+def check_depth_tau(depth_tau: Any, depth: Any) -> float | None:
+    """ARG-4: the exit threshold tau, a real in [0, 1]; never together with depth."""
+    if depth_tau is None:
+        return None
+    allowed = "a real number in [0, 1]"
+    if not is_real(depth_tau):
+        raise _error(TypeError, "depth_tau", allowed, _described(depth_tau))
+    if not (math.isfinite(depth_tau) and 0.0 <= depth_tau <= 1.0):
+        raise _error(ValueError, "depth_tau", allowed, repr(depth_tau))
+    if depth is not None:
+        raise ValueError(f"depth_tau cannot be combined with depth: got depth_tau={depth_tau!r} "
+                         f"and depth={depth!r}; give one of them")
+    return float(depth_tau)
+
+
+def check_token_grans(token_grans: Any, config: Mapping[str, Any]) -> tuple[int, ...]:
+    """ARG-5: granularities, a non-empty, strictly increasing sequence of ints >= 1; None
+    means the config's mask_token_grans."""
+    if token_grans is None:
+        return tuple(config["mask_token_grans"])
+    allowed = "a non-empty, strictly increasing list of ints >= 1"
+    grans = _items(token_grans)
+    if grans is None:
+        raise _error(TypeError, "token_grans", allowed, _described(token_grans))
+    if not all(map(is_int, grans)):
+        raise _error(TypeError, "token_grans", allowed, repr(token_grans))
+    if not grans or grans[0] < 1 or any(a >= b for a, b in pairwise(grans)):
+        raise _error(ValueError, "token_grans", allowed, repr(token_grans))
+    return tuple(map(int, grans))
+
+
+def check_exit_policy(exit_policy: Any) -> str:
+    """ARG-6: "batch_mean" or "per_sample"."""
+    allowed = f"one of {list(EXIT_POLICIES)}"
+    if not isinstance(exit_policy, str):
+        raise _error(TypeError, "exit_policy", allowed, _described(exit_policy))
+    if exit_policy not in EXIT_POLICIES:
+        raise _error(ValueError, "exit_policy", allowed, repr(exit_policy))
+    return exit_policy
+
+
+def check_images(x: Any, config: Mapping[str, Any]) -> None:
+    """ARG-7: x, a real tensor (B, C, H, W) (integers are converted, bool and complex are
+    not images), B >= 1, C == in_channels, H and W positive multiples of patch_size, all
+    values finite (not checked while compiling)."""
+    C, P = config["in_channels"], config["patch_size"]
+    allowed = (f"a finite real tensor of shape (B, {C}, H, W) with B >= 1 and H, W positive "
+               f"multiples of patch_size {P}")
+    if not isinstance(x, torch.Tensor):
+        raise _error(TypeError, "x", f"a torch.Tensor ({allowed})", type(x).__name__)
+    if x.dtype == torch.bool or x.is_complex():
+        raise _error(TypeError, "x", allowed, f"dtype {x.dtype}")
+    shape = tuple(x.shape)  # (B, C, H, W) when valid
+    if not (len(shape) == 4 and shape[0] >= 1 and shape[1] == C
+            and all(side >= 1 and side % P == 0 for side in shape[2:])):
+        raise _error(ValueError, "x", allowed, f"shape {shape}")
+    if not torch.compiler.is_compiling() and not bool(torch.isfinite(x).all()):
+        raise _error(ValueError, "x", allowed, "non-finite values (NaN or inf)")

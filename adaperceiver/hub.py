@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import json
 import os
+from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
@@ -23,21 +24,19 @@ from huggingface_hub import PyTorchModelHubMixin, hf_hub_download
 from safetensors import SafetensorError, safe_open
 from safetensors.torch import save_file
 
-from .config import ConfigError
+from .config import ConfigError, ProblemList
 
 CONFIG_NAME = "config.json"
 WEIGHTS_NAME = "model.safetensors"
 ACCEPTED_DTYPES = (torch.float32, torch.float16, torch.bfloat16, torch.float64)
 
 
-class CheckpointError(ValueError):
-    """A checkpoint cannot be used; the message lists every problem, one per line."""
+class CheckpointError(ProblemList):
+    """A checkpoint cannot be used (CKPT-5); the message names ``source`` (its directory)
+    when given and lists every problem, one per line."""
 
-    def __init__(self, problems: list[str], source: object = None):
-        self.problems = list(problems)
-        where = f" {source}" if source is not None else ""
-        super().__init__(f"invalid AdaPerceiver checkpoint{where}:\n  - "
-                         + "\n  - ".join(self.problems))
+    def __init__(self, problems: Iterable[str], source: object = None):
+        super().__init__("checkpoint" if source is None else f"checkpoint {source}", problems)
 
 
 def resolve_files(path_or_repo_id: str | os.PathLike, **hub_kwargs: Any) -> tuple[Path, Path]:

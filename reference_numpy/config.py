@@ -273,7 +273,7 @@ def _check_relations(c: dict[str, Any], problems: list[str]) -> None:
     if _is_int(P) and _is_int(img) and P >= 1 and img % P:
         problems.append(f"img_size ({img}) must be a multiple of patch_size ({P})")
     ratio = c["ffn_ratio"]
-    if _is_int(D) and D >= 1 and _is_real(ratio) and ratio > 0 and int(D * ratio) < 1:
+    if _is_int(D) and D >= 1 and _is_real(ratio) and 0 < ratio < math.inf and int(D * ratio) < 1:
         problems.append(f"int(embed_dim * ffn_ratio) = int({D} * {ratio}) must be >= 1")
     mat_dims = c["mat_dims"]
     if _is_int(D) and D >= 1 and isinstance(mat_dims, list) and all(map(_is_int, mat_dims)):

@@ -149,6 +149,8 @@ def test_every_problem_is_reported_at_once():
         ({"max_latent_tokens": -1}, "max_latent_tokens"),
         ({"ffn_ratio": 0}, "ffn_ratio must be a real number > 0"),
         ({"ffn_ratio": 0.01}, "int(embed_dim * ffn_ratio)"),
+        ({"ffn_ratio": float("inf")}, "ffn_ratio must be a real number > 0"),
+        ({"ffn_ratio": float("nan")}, "ffn_ratio must be a real number > 0"),
         ({"rope_theta": float("inf")}, "rope_theta"),
         ({"ls_init_values": "1e-6"}, "ls_init_values"),
         ({"attn_drop": 1.0}, "attn_drop must be a real number in [0, 1)"),

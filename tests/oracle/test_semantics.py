@@ -10,32 +10,15 @@ import copy
 import numpy as np
 import pytest
 
-from reference_numpy import default_config, distill, random_weights, trace
+from reference_numpy import distill, random_weights, tiny_config, trace
 from reference_numpy.masks import granularities, token_mask
 from reference_numpy.rope import apply_rope, rope_angles, rope_frequencies
 
-TINY = {
-    "embed_dim": 16,
-    "num_heads": 2,
-    "depth": 3,
-    "max_latent_tokens": 16,
-    "ffn_ratio": 2.5,
-    "mask_token_grans": [2, 4, 8, 16],
-    "mat_dims": [4, 8, 16],
-    "img_size": 16,
-    "patch_size": 4,
-    "num_classes": 10,
-    "use_embed_ffn": True,
-}
 TOL = 1e-12
 
 
-def tiny(kind="classification", **overrides):
-    return default_config(kind, **{**TINY, **overrides})
-
-
 def model(kind="classification", seed=0, **overrides):
-    config = tiny(kind, **overrides)
+    config = tiny_config(kind, **overrides)
     return random_weights(config, seed=seed), config
 
 
@@ -387,7 +370,7 @@ def test_distill_model():
     x = images(B=2, H=8, W=12)
     logits, features = distill(w, c, x, num_tokens=6, mat_dim=[4, 16], depth=2)
     assert logits.shape == (2, 1, 10) and features.shape == (2, 6, 12)
-    classification = tiny()
+    classification = tiny_config()
     shared = {key: value for key, value in w.items()
               if not key.startswith(("output_latents_feat", "write_head_feat",
                                      "output_adapter_feat"))}

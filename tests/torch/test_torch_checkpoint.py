@@ -181,3 +181,11 @@ def test_constructor_rejects_unknown_and_bad_keywords():
     distill = DistillAdaPerceiver(mask_token_grans=[4], mat_dims=[8], depth=1, num_heads=2,
                                   embed_dim=8, output_feat_dim=3, img_size=8, patch_size=4)
     assert distill.config["output_feat_dim"] == 3
+
+
+@pytest.mark.parametrize("ratio", [float("inf"), float("nan"), -1.0])
+def test_constructor_rejects_non_finite_ffn_ratio(ratio):
+    """CKPT-2: ffn_ratio must be a finite real > 0: a ConfigError naming it, never an
+    OverflowError from int(D * inf)."""
+    with pytest.raises(ConfigError, match="ffn_ratio must be a real number > 0"):
+        ClassificationAdaPerceiver(**{**tiny_config(), "ffn_ratio": ratio})

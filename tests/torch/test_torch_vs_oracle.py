@@ -59,18 +59,26 @@ def _compare(out, ref: rn.Trace, dtype: str, *, exits_may_differ: bool = False) 
     return worst
 
 
-@settings(max_examples=24)
-@given(data=st.data())
-def test_float64_matches_oracle(data):
-    """TOL-1 float64 (1e-10) for every stage, logits, features and exit depths, over random
-    configs (MASK-1..5, ROPE-1..4, MAT-1..4, DEPTH-1, EXIT-1..4, PATCH-2, DIST-1..3, OUT-1)."""
+def _draw_case(data):
+    """A random tiny config, its oracle weights written as a checkpoint and loaded by the
+    PyTorch model (float32), a random image batch and random call arguments."""
     config = data.draw(tiny_configs())
     B = data.draw(st.integers(1, 3))
     args = data.draw(call_args(config, B))
     H, W = _grid(data.draw, config)
     x = images(B, config, H, W, seed=data.draw(st.integers(0, 99)))
     with checkpoint(config, seed=data.draw(st.integers(0, 99))) as (path, weights):
-        model = model_class(config).from_pretrained(path).double()
+        model = model_class(config).from_pretrained(path)
+    return config, weights, x, args, model
+
+
+@settings(max_examples=24)
+@given(data=st.data())
+def test_float64_matches_oracle(data):
+    """TOL-1 float64 (1e-10) for every stage, logits, features and exit depths, over random
+    configs (MASK-1..5, ROPE-1..4, MAT-1..4, DEPTH-1, EXIT-1..4, PATCH-2, DIST-1..3, OUT-1)."""
+    config, weights, x, args, model = _draw_case(data)
+    model = model.double()
     ref = rn.trace(weights, config, x, **args)
     out = run(model, x, torch.float64, return_stages=True, **args)
     _compare(out, ref, "float64")
@@ -100,13 +108,7 @@ def _exit_depth_accepted(weights, config, x, args, out, ref) -> None:
 def test_float32_matches_oracle(data):
     """TOL-1 float32 (1e-4) for every stage, logits and features over random configs and
     call arguments; exit depths exact except near the threshold (TOL-1 rule 1, EXIT-4)."""
-    config = data.draw(tiny_configs())
-    B = data.draw(st.integers(1, 3))
-    args = data.draw(call_args(config, B))
-    H, W = _grid(data.draw, config)
-    x = images(B, config, H, W, seed=data.draw(st.integers(0, 99)))
-    with checkpoint(config, seed=data.draw(st.integers(0, 99))) as (path, weights):
-        model = model_class(config).from_pretrained(path)
+    config, weights, x, args, model = _draw_case(data)
     ref = rn.trace(weights, config, x, **args)
     out = run(model, x, torch.float32, return_stages=True, **args)
     same_exits = np.array_equal(out.exit_depths.numpy(), ref.exit_depths)

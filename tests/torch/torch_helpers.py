@@ -16,26 +16,9 @@ from hypothesis import strategies as st
 
 import reference_numpy as rn
 from adaperceiver import ClassificationAdaPerceiver, DistillAdaPerceiver
+from reference_numpy import tiny_config as tiny_config  # re-exported: the tests' tiny model
 
-TINY = {
-    "embed_dim": 16,
-    "num_heads": 2,
-    "depth": 3,
-    "max_latent_tokens": 16,
-    "ffn_ratio": 2.5,
-    "mask_token_grans": [2, 4, 8, 16],
-    "mat_dims": [4, 8, 16],
-    "img_size": 16,
-    "patch_size": 4,
-    "num_classes": 10,
-    "use_embed_ffn": True,
-}
 RTOL = {"float64": 1e-10, "float32": 1e-4}  # spec TOL-1
-
-
-def tiny_config(kind: str = "classification", **overrides) -> dict:
-    extra = {"output_feat_dim": 12} if kind == "distill" else {}
-    return rn.default_config(kind, **{**TINY, **extra, **overrides})
 
 
 def model_class(config: dict):
