@@ -30,19 +30,25 @@ def _require_kind(port, kind: str) -> None:
         pytest.skip(f"port does not load {kind} models (capabilities.kinds)")
 
 
+def _check_drawn_scenario(port, check, data, kind: str, clauses: str) -> None:
+    """Draw a scenario of ``kind``, write its checkpoint and compare the port with the oracle."""
+    _require_kind(port, kind)
+    scenario = data.draw(scenarios(port.capabilities, kind))
+    check.start_case(scenario)
+    with scratch_dir() as tmp:
+        directory, images = materialize(scenario, tmp)
+        check_against_oracle(port, check, directory, images, scenario["call_args"],
+                             clauses=clauses)
+
+
 @pytest.mark.clauses(*FORWARD)
 @given(data=st.data())
 def test_classification_matches_oracle(port, check, data):
     """All forward-pass clauses (NUM-1..3, ATTN-1..2, PATCH-1..3, LAT-1..2, READ-1, BLOCK-1..3,
     MASK-1..5, ROPE-1..4, MAT-1..4, DEPTH-1, WRITE-1, HEAD-1, OUT-1, CKPT-1..3) within TOL-1:
     a ClassificationAdaPerceiver matches the oracle for drawn configs and call arguments."""
-    _require_kind(port, "classification")
-    scenario = data.draw(scenarios(port.capabilities, "classification"))
-    check.start_case(scenario)
-    with scratch_dir() as tmp:
-        directory, images = materialize(scenario, tmp)
-        check_against_oracle(port, check, directory, images, scenario["call_args"],
-                             clauses="forward pass (MASK, ROPE, MAT, DEPTH, ...)")
+    _check_drawn_scenario(port, check, data, "classification",
+                          "forward pass (MASK, ROPE, MAT, DEPTH, ...)")
 
 
 @pytest.mark.clauses(*FORWARD, "DIST-1", "DIST-2", "DIST-3")
@@ -50,13 +56,7 @@ def test_classification_matches_oracle(port, check, data):
 def test_distill_matches_oracle(port, check, data):
     """DIST-1..3 and the forward-pass clauses within TOL-1: a DistillAdaPerceiver's logits and
     features match the oracle for drawn configs and call arguments."""
-    _require_kind(port, "distill")
-    scenario = data.draw(scenarios(port.capabilities, "distill"))
-    check.start_case(scenario)
-    with scratch_dir() as tmp:
-        directory, images = materialize(scenario, tmp)
-        check_against_oracle(port, check, directory, images, scenario["call_args"],
-                             clauses="DIST-1..3 and the forward pass")
+    _check_drawn_scenario(port, check, data, "distill", "DIST-1..3 and the forward pass")
 
 
 @pytest.mark.clauses("EXIT-1", "EXIT-2", "EXIT-3", "EXIT-4", "ARG-4", "ARG-6", "TOL-1")
