@@ -92,7 +92,9 @@ def read_state_dict(path: Path, expected: dict[str, torch.Tensor]) -> dict[str, 
                 if problem:
                     problems.append(problem)
                 else:
-                    tensors[key] = tensor.to(torch.float32)
+                    # a copy: stored tensors sit at arbitrary file offsets, and unaligned
+                    # storage makes CPU kernels round differently from a model built here
+                    tensors[key] = tensor.to(torch.float32, copy=True)
     except (SafetensorError, OSError, ValueError) as err:
         raise CheckpointError([f"{WEIGHTS_NAME} cannot be read: {err}"], path.parent) from err
     problems += [f"missing tensor {key!r} with shape {tuple(t.shape)}"
@@ -129,12 +131,13 @@ class CheckpointMixin(PyTorchModelHubMixin):
         config_path, weights_path = resolve_files(pretrained_model_name_or_path, **hub_kwargs)
         config = read_config(config_path)
         try:
-            model = cls(**config)
+            with torch.device("meta"):  # shapes only: no random init that the load overwrites
+                model = cls(**config)
         except ConfigError as err:
             raise CheckpointError([f"{CONFIG_NAME}: {p}" for p in err.problems],
                                   config_path.parent) from err
         state = read_state_dict(weights_path, model.state_dict())
-        model.load_state_dict(state, strict=True)
+        model.load_state_dict(state, strict=True, assign=True)
         return model.to(map_location).eval()
 
     def _save_pretrained(self, save_directory: Path) -> None:

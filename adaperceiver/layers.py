@@ -173,8 +173,9 @@ class Projections(nn.Module):
         self.proj = nn.Linear(dim, dim, bias=proj_bias)
         self._derived = DerivedWeights()
 
-    def fused(self, x: Tensor, names: tuple[str, ...]) -> Tensor:
-        """x projected by the named linears at once: (..., D) -> (..., len(names) * D)."""
+    def heads(self, x: Tensor, names: tuple[str, ...], num_heads: int) -> tuple[Tensor, ...]:
+        """x (B, N, D) projected by the named linears in one fused matmul, each result split
+        into heads: a tuple of len(names) tensors (B, H, N, hd)."""
         layers = [getattr(self, name) for name in names]
         weights = [layer.weight for layer in layers]
         biases = [layer.bias for layer in layers]
@@ -183,7 +184,9 @@ class Projections(nn.Module):
                 names, weights + biases, lambda: (torch.cat(weights), _cat_or_none(biases)))
         else:
             w, b = torch.cat(weights), _cat_or_none(biases)
-        return F.linear(x, w, b)
+        y = F.linear(x, w, b)  # (B, N, len(names) * D)
+        y = y.unflatten(-1, (len(names), num_heads, -1))  # (B, N, len(names), H, hd)
+        return y.permute(2, 0, 3, 1, 4).unbind(0)  # len(names) x (B, H, N, hd)
 
 
 class SelfAttention(Projections):
@@ -194,9 +197,7 @@ class SelfAttention(Projections):
         self.num_heads = num_heads
 
     def forward(self, x: Tensor, rope: tuple[Tensor, Tensor], plan: AttentionPlan) -> Tensor:
-        qkv = self.fused(x, ("q", "k", "v"))  # (B, N, 3D)
-        qkv = qkv.unflatten(-1, (3, self.num_heads, -1)).permute(2, 0, 3, 1, 4)  # (3, B, H, N, hd)
-        q, k, v = qkv.unbind(0)
+        q, k, v = self.heads(x, ("q", "k", "v"), self.num_heads)  # (B, H, N, hd) each
         q, k = apply_rope(q, *rope), apply_rope(k, *rope)
         return self.proj(merge_heads(attend(q, k, v, plan)))
 
@@ -221,9 +222,7 @@ class CrossAttentionFusion(nn.Module):
 
     def attend(self, q: Tensor, src: Tensor, rope_k: tuple[Tensor, Tensor] | None) -> Tensor:
         """q (B, H, Nq, hd) attends src (B, Nk, D), RoPE on k when given; -> (B, Nq, D)."""
-        kv = self.cattn.fused(self.src_norm(src), ("k", "v"))  # (B, Nk, 2D)
-        kv = kv.unflatten(-1, (2, self.num_heads, -1)).permute(2, 0, 3, 1, 4)  # (2, B, H, Nk, hd)
-        k, v = kv.unbind(0)
+        k, v = self.cattn.heads(self.src_norm(src), ("k", "v"), self.num_heads)  # (B, H, Nk, hd)
         if rope_k is not None:
             k = apply_rope(k, *rope_k)
         return self.cattn.proj(merge_heads(attend(q.expand(k.shape[0], -1, -1, -1), k, v)))

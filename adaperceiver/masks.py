@@ -15,7 +15,6 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
-from functools import lru_cache
 
 import torch
 
@@ -36,8 +35,15 @@ class AttentionPlan:
         return sum((q1 - q0) * k1 for q0, q1, k1 in self.spans)
 
     def boolean_mask(self, device: torch.device | str = "cpu") -> torch.Tensor:
-        """The plan as a boolean (N, N) mask, True where query i may attend key j."""
-        return _boolean_mask(self, str(device))
+        """The plan as a boolean (N, N) mask, True where query i may attend key j (used by
+        the naive baseline of the benchmark and by tests; the model follows the spans)."""
+        n = self.num_tokens
+        mask = torch.zeros(n, n, dtype=torch.bool, device=device)
+        for q0, q1, k1 in self.spans:
+            mask[q0:q1, :k1] = True
+        if self.causal:
+            mask &= torch.ones(n, n, dtype=torch.bool, device=device).tril()
+        return mask
 
 
 def granularities(token_grans: Sequence[int], num_tokens: int) -> tuple[int, ...]:
@@ -61,14 +67,3 @@ def attention_plan(attn_layer: str, mask_type: str, num_tokens: int,
     starts = (0, *grans[:-1])
     return AttentionPlan(num_tokens, tuple((q0, g, g) for q0, g in zip(starts, grans, strict=True)))
 
-
-@lru_cache(maxsize=32)
-def _boolean_mask(plan: AttentionPlan, device: str) -> torch.Tensor:
-    """Pure cache of the boolean form of a plan, keyed by (plan, device)."""
-    n = plan.num_tokens
-    mask = torch.zeros(n, n, dtype=torch.bool, device=device)
-    for q0, q1, k1 in plan.spans:
-        mask[q0:q1, :k1] = True
-    if plan.causal:
-        mask &= torch.ones(n, n, dtype=torch.bool, device=device).tril()
-    return mask

@@ -158,7 +158,10 @@ class _AdaPerceiver(nn.Module):
 
     def init_weights(self, seed: int = 0) -> None:
         """Random initialisation (truncated normal 0.02 for weights and tokens, zero biases,
-        unit norms, LayerScale gamma = ls_init_values); checkpoints overwrite it."""
+        unit norms, LayerScale gamma = ls_init_values); checkpoints overwrite it. On the
+        meta device (``from_pretrained`` builds there) there are no values to initialise."""
+        if self.process_latents.token.is_meta:
+            return
         generator = torch.Generator().manual_seed(seed)
         with torch.no_grad():
             for name, p in self.named_parameters():

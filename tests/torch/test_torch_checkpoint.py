@@ -189,3 +189,20 @@ def test_constructor_rejects_non_finite_ffn_ratio(ratio):
     OverflowError from int(D * inf)."""
     with pytest.raises(ConfigError, match="ffn_ratio must be a real number > 0"):
         ClassificationAdaPerceiver(**{**tiny_config(), "ffn_ratio": ratio})
+
+
+@pytest.mark.parametrize("kind", ["classification", "distill"])
+def test_loaded_model_holds_the_checkpoint_as_trainable_parameters(kind):
+    """CKPT-3/CKPT-4: from_pretrained (built on the meta device, then assigned) gives real
+    CPU float32 nn.Parameters equal to the stored tensors, trainable, and no meta tensor left."""
+    config = tiny_config(kind)
+    with checkpoint(config, seed=4) as (path, weights):
+        model = model_class(config).from_pretrained(path)
+    params = dict(model.named_parameters())
+    assert set(params) == set(weights)
+    for key, p in params.items():
+        assert isinstance(p, torch.nn.Parameter) and p.requires_grad, key
+        assert p.device.type == "cpu" and p.dtype == torch.float32, key
+        torch.testing.assert_close(p.detach(), torch.from_numpy(weights[key]).float(),
+                                   rtol=0, atol=0)
+    assert not any(t.is_meta for t in model.state_dict().values())
