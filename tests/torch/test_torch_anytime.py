@@ -131,6 +131,9 @@ def test_grid_reports_its_axes_and_costs():
                                       token_grans=[3, 8]) for m in (4, 16)]) / 1e9
             assert grid.gflops[d - 1, j] == pytest.approx(expected, rel=1e-12)
     assert grid.gflops[-1, -1] < grid.grid_gflops < grid.gflops.sum()
+    as_tensor = model.anytime(x, num_tokens=11, mat_dim=torch.tensor([4, 16]),
+                              token_grans=np.array([3, 8]))  # ARG-2, ARG-5: 1-D arrays
+    np.testing.assert_array_equal(as_tensor.gflops, grid.gflops)
 
 
 def _separated_taus(kappa: np.ndarray) -> list[float]:
