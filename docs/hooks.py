@@ -15,11 +15,17 @@
 from __future__ import annotations
 
 import logging
+import posixpath
+import re
 
 from mkdocs.structure.files import File
 from sitegen import clauses, cli, figures, report, sources
 
 log = logging.getLogger("mkdocs.hooks.adaperceiver")
+# "<!-- optional-figure: tradeoff.png | alt text -->": a figure only some checkouts can draw.
+_OPTIONAL_FIGURE = re.compile(r"^<!--\s*optional-figure:\s*(\S+)\s*\|\s*(.+?)\s*-->\s*$",
+                              re.MULTILINE)
+_drawn: set[str] = set()  # figure names of this build
 
 
 def on_config(config):
@@ -36,7 +42,9 @@ def on_files(files, config):
     files.append(File.generated(config, "spec/coverage.md",
                                 content=clauses.coverage_page(clause_files)))
     files.append(File.generated(config, "conformance/report.md", content=report.page()))
+    _drawn.clear()
     for name, data in figures.render_all().items():
+        _drawn.add(name)
         files.append(File.generated(config, f"figures/{name}", content=data))
     return files
 
@@ -55,4 +63,16 @@ def on_page_markdown(markdown, page, config, files):
             f"    Single source: `spec/VERSION`. Changes are listed in the "
             f"[changelog](../changelog.md).\n", 1)
     markdown = clauses.link_clauses(markdown, src_uri, clauses.clause_files())
+    markdown = _OPTIONAL_FIGURE.sub(lambda m: _optional_figure(m, src_uri), markdown)
     return cli.fill(markdown)
+
+
+def _optional_figure(match: re.Match, src_uri: str) -> str:
+    """The figure when this build drew it, else a note saying what it needs."""
+    name, alt = match.group(1), match.group(2)
+    if name in _drawn:
+        path = posixpath.relpath(f"figures/{name}", posixpath.dirname(src_uri) or ".")
+        return f"![{alt}]({path}){{ .figure }}"
+    return ('!!! note "Figure not drawn in this build"\n'
+            f"    {alt}: drawn when the bundled trained model "
+            "(`adaperceiver.digits.BUNDLED_MODEL`) is in the checkout.")
