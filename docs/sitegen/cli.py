@@ -25,7 +25,7 @@ COMMANDS = (
 _MARKER = re.compile(r"^<!--\s*cli-output:\s*(.+?)\s*-->\s*$", re.MULTILINE)
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def run(command: str) -> str:
     """What ``command`` prints (stdout and stderr); an error if it is not allowed or fails."""
     if command not in COMMANDS:

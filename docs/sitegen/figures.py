@@ -88,7 +88,7 @@ def token_masks(config, weights, images) -> bytes:
     grans = masks.granularities(config["mask_token_grans"], N)
     shown = {"block": masks.block_mask(grans), "causal": masks.causal_mask(N)}
     fig, axes = plt.subplots(1, 2, figsize=(9, 4.4))
-    for ax, (name, mask) in zip(axes, shown.items()):
+    for ax, (name, mask) in zip(axes, shown.items(), strict=False):
         cfg = {**config, "block_mask": name}
         big = ref.trace(weights, cfg, images[:2], num_tokens=N)
         small = ref.trace(weights, cfg, images[:2], num_tokens=g)
@@ -153,7 +153,7 @@ def rope_ntk(config, weights, images) -> bytes:
     hd, L, theta = config["embed_dim"] // config["num_heads"], config["max_latent_tokens"], \
         config["rope_theta"]
     fig, axes = plt.subplots(1, 2, figsize=(10, 3.6))
-    for i, colour in zip(range(hd // 2), (BLUE, ORANGE, "#2ca02c", "#9467bd")):
+    for i, colour in zip(range(hd // 2), (BLUE, ORANGE, "#2ca02c", "#9467bd"), strict=False):
         for N, style in ((L, "-"), (2 * L, "--")):
             angles = rope.rope_angles(N, hd, theta, L)[:, i]
             axes[0].plot(np.arange(N), angles, style, color=colour,

@@ -9,8 +9,6 @@ site's navigation points at real pages.
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import yaml
 from traceability import (
     KNOWN_PREFIXES,
@@ -100,19 +98,36 @@ def _nav_pages(node) -> list[str]:
     return []
 
 
+def _site_sources():
+    """docs/sitegen/sources.py: what docs/hooks.py publishes from outside docs/ and generates."""
+    import sys
+
+    sys.path.insert(0, str(ROOT / "docs"))
+    try:
+        from sitegen import sources
+    finally:
+        sys.path.remove(str(ROOT / "docs"))
+    return sources
+
+
 def test_mkdocs_nav_references_existing_files():
-    """Every nav entry of mkdocs.yml is a page in docs/, or in spec/ (added by docs/hooks.py)."""
+    """Every nav entry of mkdocs.yml is a page in docs/, a file docs/hooks.py publishes
+    (spec/*, conformance/README.md, CHANGELOG.md) or a page it generates."""
     config = yaml.safe_load((ROOT / "mkdocs.yml").read_text(encoding="utf-8"))
     docs_dir = ROOT / config.get("docs_dir", "docs")
     pages = _nav_pages(config["nav"])
     assert pages, "mkdocs.yml has an empty nav"
+    sources = _site_sources()
+    published = sources.published_files()
 
-    def source(page: str) -> Path:
-        if page.startswith("spec/"):  # docs/hooks.py publishes spec/* under spec/
-            return SPEC / page.removeprefix("spec/")
-        return docs_dir / page
+    def exists(page: str) -> bool:
+        if page in sources.GENERATED_PAGES:
+            return True
+        if page in published:
+            return published[page].is_file()
+        return (docs_dir / page).is_file()
 
-    missing = [page for page in pages if not source(page).is_file()]
+    missing = [page for page in pages if not exists(page)]
     hooks = [hook for hook in config.get("hooks", []) if not (ROOT / hook).is_file()]
     assert not missing and not hooks, (
         f"mkdocs.yml nav names pages that do not exist: {missing}; missing hook files: {hooks}")
