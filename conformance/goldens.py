@@ -40,6 +40,17 @@ GOLDENS_DIR = Path(__file__).parent / "goldens"
 FORMAT = "adaperceiver-conformance-goldens"
 FORMAT_VERSION = 1
 STAGE_PREFIX = "stages."
+# spec/VERSION in a checkout; conformance/spec/VERSION in the wheel (a packaged copy).
+SPEC_VERSION_FILES = (Path(__file__).parent.parent / "spec" / "VERSION",
+                      Path(__file__).parent / "spec" / "VERSION")
+
+
+def spec_version() -> str:
+    """The version of the specification the goldens are generated under (spec/VERSION)."""
+    for path in SPEC_VERSION_FILES:
+        if path.is_file():
+            return path.read_text(encoding="utf-8").strip()
+    return "unknown (spec/VERSION not found)"
 
 
 def sha256(path: Path) -> str:
@@ -178,7 +189,8 @@ def generate(root: Path = GOLDENS_DIR) -> dict[str, Any]:
     manifest = {
         "format": FORMAT,
         "format_version": FORMAT_VERSION,
-        "generator": {"adaperceiver-reference": project_version(), "numpy": np.__version__},
+        "generator": {"adaperceiver-reference": project_version(), "spec": spec_version(),
+                      "numpy": np.__version__},
         "checkpoints": checkpoints,
         "cases": cases,
         "anytime_cases": anytime_cases,

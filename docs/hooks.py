@@ -1,41 +1,78 @@
-"""MkDocs hook: publish the repository's ``spec/`` folder as the site's ``spec/`` section.
+"""MkDocs hook: everything the site adds to plain Markdown (helpers in ``docs/sitegen/``).
 
-The spec files stay where they are (``spec/*.md`` next to ``docs/``) and are added to
-the build as generated files under ``spec/``; ``spec/README.md`` becomes the section
-index. Links keep working both on GitHub and in the site: in the repository
-``docs/`` and ``spec/`` are siblings, in the site ``spec/`` sits below the site root,
-so relative links that cross between the two folders are mapped:
-
-* in a spec page, ``../docs/PAGE.md`` becomes ``../PAGE.md``;
-* in a top-level docs page, ``../spec/FILE`` becomes ``spec/FILE``.
+* Publishes files that live outside ``docs/`` (one copy of each text): ``spec/*`` under
+  ``spec/``, ``conformance/README.md`` as the conformance manual, ``CHANGELOG.md`` as
+  ``changelog.md``; maps their relative links to the site layout (``sitegen.sources``).
+* Generates pages: the clause -> tests page (``spec/coverage.md``) and the rendering
+  of a real conformance report (``conformance/report.md``).
+* Draws the learner figures from the NumPy oracle into ``figures/`` (``sitegen.figures``);
+  they are never committed, so they cannot drift from the code.
+* Gives clause headings stable ``#ID`` anchors and links every clause id mention
+  (``sitegen.clauses``), and fills ``cli-output`` markers with real output (``sitegen.cli``).
+* Puts the spec version (``spec/VERSION``) in ``extra.spec_version`` (footer, spec overview).
 """
 
 from __future__ import annotations
 
+import logging
+import posixpath
 import re
-from pathlib import Path
 
 from mkdocs.structure.files import File
+from sitegen import clauses, cli, figures, report, sources
 
-SPEC_DIR = Path(__file__).resolve().parent.parent / "spec"
+log = logging.getLogger("mkdocs.hooks.adaperceiver")
+# "<!-- optional-figure: tradeoff.png | alt text -->": a figure only some checkouts can draw.
+_OPTIONAL_FIGURE = re.compile(r"^<!--\s*optional-figure:\s*(\S+)\s*\|\s*(.+?)\s*-->\s*$",
+                              re.MULTILINE)
+_drawn: set[str] = set()  # figure names of this build
 
-# A markdown link or image target starting with the given relative prefix: "](../docs/".
-_SPEC_TO_DOCS = re.compile(r"\]\(\.\./docs/")
-_DOCS_TO_SPEC = re.compile(r"\]\(\.\./spec/")
+
+def on_config(config):
+    """Expose the spec version to templates and pages."""
+    config.extra["spec_version"] = sources.spec_version()
+    return config
 
 
 def on_files(files, config):
-    """Add every file of ``spec/`` to the build as ``spec/<name>``."""
-    for path in sorted(SPEC_DIR.iterdir()):
-        if path.is_file():
-            files.append(File.generated(config, f"spec/{path.name}", abs_src_path=str(path)))
+    """Add the published files, the generated pages and the figures to the build."""
+    for site_path, path in sources.published_files().items():
+        files.append(File.generated(config, site_path, abs_src_path=str(path)))
+    clause_files = clauses.clause_files()
+    files.append(File.generated(config, "spec/coverage.md",
+                                content=clauses.coverage_page(clause_files)))
+    files.append(File.generated(config, "conformance/report.md", content=report.page()))
+    _drawn.clear()
+    for name, data in figures.render_all().items():
+        _drawn.add(name)
+        files.append(File.generated(config, f"figures/{name}", content=data))
     return files
 
 
 def on_page_markdown(markdown, page, config, files):
-    """Map links between ``docs/`` and ``spec/`` from the repository layout to the site's."""
-    if page.file.src_uri.startswith("spec/"):
-        return _SPEC_TO_DOCS.sub("](../", markdown)
-    if "/" not in page.file.src_uri:
-        return _DOCS_TO_SPEC.sub("](spec/", markdown)
-    return markdown
+    """Map repository links, anchor and link clause ids, show the spec version, fill
+    ``cli-output`` markers."""
+    src_uri = page.file.src_uri
+    markdown = sources.map_links(markdown, src_uri)
+    if src_uri.startswith("spec/"):
+        markdown = clauses.anchor_headings(markdown)
+    if src_uri == "spec/README.md":
+        version = config.extra["spec_version"]
+        markdown = markdown.replace(
+            "\n", f"\n\n!!! info \"Specification version {version}\"\n"
+            f"    Single source: `spec/VERSION`. Changes are listed in the "
+            f"[changelog](../changelog.md).\n", 1)
+    markdown = clauses.link_clauses(markdown, src_uri, clauses.clause_files())
+    markdown = _OPTIONAL_FIGURE.sub(lambda m: _optional_figure(m, src_uri), markdown)
+    return cli.fill(markdown)
+
+
+def _optional_figure(match: re.Match, src_uri: str) -> str:
+    """The figure when this build drew it, else a note saying what it needs."""
+    name, alt = match.group(1), match.group(2)
+    if name in _drawn:
+        path = posixpath.relpath(f"figures/{name}", posixpath.dirname(src_uri) or ".")
+        return f"![{alt}]({path}){{ .figure }}"
+    return ('!!! note "Figure not drawn in this build"\n'
+            f"    {alt}: drawn when the bundled trained model "
+            "(`adaperceiver.digits.BUNDLED_MODEL`) is in the checkout.")

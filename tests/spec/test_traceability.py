@@ -9,79 +9,21 @@ site's navigation points at real pages.
 
 from __future__ import annotations
 
-import re
-from collections import defaultdict
-from pathlib import Path
-
 import yaml
-
-ROOT = Path(__file__).resolve().parents[2]
-SPEC = ROOT / "spec"
-INDEX = SPEC / "CLAUSES.md"
-THIS_FILE = Path(__file__).resolve()
-
-# Prefixes of clause ids; a new prefix must be added here and in spec/README.md.
-KNOWN_PREFIXES = (
-    "NUM", "ATTN", "PATCH", "LAT", "READ", "BLOCK", "MASK", "ROPE", "MAT", "DEPTH", "EXIT",
-    "WRITE", "HEAD", "OUT", "DIST", "ARG", "STATE", "CKPT", "GOLD", "TOL", "ANY",
+from traceability import (
+    KNOWN_PREFIXES,
+    ROOT,
+    SPEC,
+    coverage_files,
+    heading_definitions,
+    index_rows,
+    named_ids,
+    sort_key,
 )
-# "### MASK-3 — Block mask rule" in a spec file
-HEADING = re.compile(r"^###\s+([A-Z]+-\d+)\s+—\s+\S", re.MULTILINE)
-# "| MASK-3 | semantics.md | ..." in spec/CLAUSES.md
-INDEX_ROW = re.compile(r"^\|\s*([A-Z]+-\d+)\s*\|\s*([^|\s]+)\s*\|", re.MULTILINE)
-NAMED_ID = re.compile(r"\b(?:" + "|".join(KNOWN_PREFIXES) + r")-\d+\b")  # an id in test source
-TEXT_SUFFIXES = {".py", ".md", ".json", ".toml", ".yaml", ".yml", ".txt", ".cfg", ".ini"}
-
-
-def _sort_key(clause_id: str) -> tuple[str, int]:
-    prefix, number = clause_id.rsplit("-", 1)
-    return prefix, int(number)
 
 
 def _listing(ids) -> str:
-    return ", ".join(sorted(set(ids), key=_sort_key))
-
-
-def index_rows() -> list[tuple[str, str]]:
-    """(id, file) for every row of spec/CLAUSES.md, in order."""
-    return INDEX_ROW.findall(INDEX.read_text(encoding="utf-8"))
-
-
-def heading_definitions() -> list[tuple[str, str]]:
-    """(id, file name) for every ``### ID — Title`` heading in the spec files."""
-    found = []
-    for path in sorted(SPEC.glob("*.md")):
-        if path == INDEX:
-            continue
-        found += [(clause_id, path.name) for clause_id in HEADING.findall(path.read_text("utf-8"))]
-    return found
-
-
-def _source_files(folders=(ROOT / "tests", ROOT / "conformance"),
-                  suffixes=TEXT_SUFFIXES) -> list[Path]:
-    """Text files under ``folders`` that may name clauses (not this file)."""
-    files = []
-    for folder in folders:
-        for path in sorted(folder.rglob("*")):
-            relative = path.relative_to(ROOT).parts
-            if (not path.is_file() or path.suffix not in suffixes or path == THIS_FILE
-                    or any(part.startswith(".") or part == "__pycache__" for part in relative)
-                    or relative[:2] == ("conformance", "spec")):  # a packaged copy of spec/
-                continue
-            files.append(path)
-    return files
-
-
-def named_ids(files: list[Path] | None = None) -> dict[str, list[str]]:
-    """Clause id -> ["path:line", ...] where ``files`` (default: every text file under tests/
-    and conformance/) name it."""
-    where = defaultdict(list)
-    for path in _source_files() if files is None else files:
-        text = path.read_text(encoding="utf-8", errors="replace")
-        for line_no, line in enumerate(text.splitlines(), start=1):
-            for clause_id in NAMED_ID.findall(line):
-                where[clause_id].append(f"{path.relative_to(ROOT)}:{line_no}")
-    return dict(where)
+    return ", ".join(sorted(set(ids), key=sort_key))
 
 
 def test_index_and_spec_headings_define_the_same_ids():
@@ -120,7 +62,7 @@ def test_index_uses_known_prefixes():
     """Every clause prefix is one the coverage scan recognises (KNOWN_PREFIXES)."""
     unknown = sorted({cid.rsplit("-", 1)[0] for cid, _ in index_rows()} - set(KNOWN_PREFIXES))
     assert not unknown, (f"clause prefixes {unknown} are not in KNOWN_PREFIXES of "
-                         f"{THIS_FILE.relative_to(ROOT)}; add them there and to spec/README.md")
+                         f"tests/spec/traceability.py; add them there and to spec/README.md")
 
 
 def test_every_clause_is_named_by_a_test_or_conformance_check():
@@ -128,8 +70,7 @@ def test_every_clause_is_named_by_a_test_or_conformance_check():
     conformance/tests/ (the suite's own test modules). Docs and data files do not count."""
     defined = {clause_id for clause_id, _ in index_rows()} | {
         clause_id for clause_id, _ in heading_definitions()}
-    test_code = _source_files((ROOT / "tests", ROOT / "conformance" / "tests"), {".py"})
-    uncovered = defined - set(named_ids(test_code))
+    uncovered = defined - set(named_ids(coverage_files()))
     assert not uncovered, (
         f"{len(uncovered)} clause id(s) named by no test under tests/ or conformance/tests/: "
         f"[{_listing(uncovered)}]"
@@ -142,7 +83,7 @@ def test_every_named_clause_id_exists():
         clause_id for clause_id, _ in heading_definitions()}
     unknown = {cid: places for cid, places in named_ids().items() if cid not in defined}
     details = "; ".join(f"{cid} at {', '.join(unknown[cid][:3])}"
-                        for cid in sorted(unknown, key=_sort_key))
+                        for cid in sorted(unknown, key=sort_key))
     assert not unknown, f"clause ids named in tests but not defined in spec/: {details}"
 
 
@@ -157,19 +98,36 @@ def _nav_pages(node) -> list[str]:
     return []
 
 
+def _site_sources():
+    """docs/sitegen/sources.py: what docs/hooks.py publishes from outside docs/ and generates."""
+    import sys
+
+    sys.path.insert(0, str(ROOT / "docs"))
+    try:
+        from sitegen import sources
+    finally:
+        sys.path.remove(str(ROOT / "docs"))
+    return sources
+
+
 def test_mkdocs_nav_references_existing_files():
-    """Every nav entry of mkdocs.yml is a page in docs/, or in spec/ (added by docs/hooks.py)."""
+    """Every nav entry of mkdocs.yml is a page in docs/, a file docs/hooks.py publishes
+    (spec/*, conformance/README.md, CHANGELOG.md) or a page it generates."""
     config = yaml.safe_load((ROOT / "mkdocs.yml").read_text(encoding="utf-8"))
     docs_dir = ROOT / config.get("docs_dir", "docs")
     pages = _nav_pages(config["nav"])
     assert pages, "mkdocs.yml has an empty nav"
+    sources = _site_sources()
+    published = sources.published_files()
 
-    def source(page: str) -> Path:
-        if page.startswith("spec/"):  # docs/hooks.py publishes spec/* under spec/
-            return SPEC / page.removeprefix("spec/")
-        return docs_dir / page
+    def exists(page: str) -> bool:
+        if page in sources.GENERATED_PAGES:
+            return True
+        if page in published:
+            return published[page].is_file()
+        return (docs_dir / page).is_file()
 
-    missing = [page for page in pages if not source(page).is_file()]
+    missing = [page for page in pages if not exists(page)]
     hooks = [hook for hook in config.get("hooks", []) if not (ROOT / hook).is_file()]
     assert not missing and not hooks, (
         f"mkdocs.yml nav names pages that do not exist: {missing}; missing hook files: {hooks}")
