@@ -21,6 +21,7 @@ REQUIRED = object()  # sentinel: the key has no default and must be given
 MAX_SIZE = 2**31 - 1  # LIM-1: the largest size (dimension, count) a config may give
 MAX_TOKENS = 65536  # LIM-2: the largest number of latent tokens (max_latent_tokens, N)
 LISTED_PROBLEMS = 50  # an error message lists at most this many problems, then a count
+LINE_LIMIT = 500  # characters of one listed problem (a quoted key can be megabytes)
 
 
 def is_int(value: Any) -> bool:
@@ -105,7 +106,8 @@ class ProblemList(ValueError):
 
     def __init__(self, subject: str, problems: Iterable[str]):
         self.problems = list(problems)
-        listed = self.problems[:LISTED_PROBLEMS]
+        listed = [p if len(p) <= LINE_LIMIT else f"{p[:LINE_LIMIT]}... ({len(p)} characters)"
+                  for p in self.problems[:LISTED_PROBLEMS]]
         if len(self.problems) > LISTED_PROBLEMS:
             listed.append(f"... and {len(self.problems) - LISTED_PROBLEMS} more problems")
         super().__init__(f"invalid AdaPerceiver {subject}:\n  - " + "\n  - ".join(listed))

@@ -5,8 +5,8 @@
 * ``from_pretrained(path_or_repo_id)`` reads config.json (a regular file of at most
   1 MiB without duplicate keys, CKPT-8) and checks it, reads only the header of
   model.safetensors (length checked against the file size and the format's 100 MB cap;
-  no duplicate keys) and compares the config's depth with the blocks the header holds
-  before any module is built (CKPT-7). It then builds the model on the meta device,
+  no duplicate keys) and compares the number of tensors the config describes with the
+  header's before the model is built (CKPT-7). It then builds the model on the meta device,
   reads each tensor with the safetensors library (never pickle, CKPT-6), casts
   float16/bfloat16/float64 to float32 (CKPT-4; a float64 value beyond the float32 range
   is an error, CKPT-9) and checks the state dict strictly: every missing, unexpected,
@@ -38,11 +38,11 @@ WEIGHTS_NAME = "model.safetensors"
 ACCEPTED_DTYPES = (torch.float32, torch.float16, torch.bfloat16, torch.float64)
 MAX_CONFIG_BYTES = 1 << 20  # CKPT-8: a config.json holds ~30 keys
 MAX_HEADER_BYTES = 100_000_000  # CKPT-7: the safetensors format's header cap
-EXTRA_BLOCKS = 64  # CKPT-7: a config may name this many blocks beyond the header's before
-                   # the comparison is summarised instead of building every block
+# CKPT-7: a config may describe this many tensors beyond the header's before the comparison
+# is summarised instead of building every block
+EXTRA_KEYS = 1024
 FLOAT32_MAX = float(torch.finfo(torch.float32).max)
 _REPO_ID = re.compile(r"^[A-Za-z0-9][\w.-]*/[\w.-]+$")
-_BLOCK_KEY = re.compile(r"^blocks\.(\d{1,9})\.")
 
 
 class CheckpointError(ProblemList):
@@ -165,15 +165,30 @@ def read_header_keys(path: Path) -> list[str]:
     return [key for key in header if key != "__metadata__"]
 
 
-def check_depth_against_header(config: dict[str, Any], keys: list[str], directory: Path) -> None:
-    """CKPT-7: a config whose depth far exceeds the blocks in the header is reported
-    without building those blocks (work bounded by the header)."""
-    indices = [int(m.group(1)) for key in keys if (m := _BLOCK_KEY.match(key))]
-    stored = max(indices, default=-1) + 1
-    if config["depth"] > stored + EXTRA_BLOCKS:
-        raise CheckpointError([f"{CONFIG_NAME} has depth {config['depth']} but "
-                               f"{WEIGHTS_NAME} holds blocks 0..{stored - 1} only; the config "
-                               "does not belong to these weights"], directory)
+def build_on_meta(cls: type, config: dict[str, Any], directory: Path) -> torch.nn.Module:
+    """``cls(**config)`` on the meta device (shapes only, no values); a config that cannot
+    be built (sizes too large for torch) is a CheckpointError."""
+    try:
+        with torch.device("meta"):
+            return cls(**config)
+    except (RuntimeError, TypeError, OverflowError, ValueError, MemoryError) as err:
+        raise CheckpointError([f"{CONFIG_NAME} describes a model that cannot be built: "
+                               f"{(str(err).splitlines() or [''])[0][:300]}"],
+                              directory) from None
+
+
+def check_size_against_header(cls: type, config: dict[str, Any], keys: list[str],
+                              directory: Path) -> None:
+    """CKPT-7: the number of tensors the config describes, counted from a one-block model,
+    must not exceed the header's key count by more than ``EXTRA_KEYS``; otherwise the
+    config does not belong to the weights and the full model is never built."""
+    probe = build_on_meta(cls, {**config, "depth": 1}, directory).state_dict()
+    per_block = sum(key.startswith("blocks.0.") for key in probe)
+    described = len(probe) + (config["depth"] - 1) * per_block
+    if described > len(keys) + EXTRA_KEYS:
+        raise CheckpointError([f"{CONFIG_NAME} (depth {config['depth']}) describes {described} "
+                               f"tensors but {WEIGHTS_NAME} holds {len(keys)}; the config does "
+                               "not belong to these weights"], directory)
 
 
 def read_state_dict(path: Path, expected: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
@@ -246,14 +261,8 @@ class CheckpointMixin(PyTorchModelHubMixin):
         except ConfigError as err:
             raise CheckpointError([f"{CONFIG_NAME}: {p}" for p in err.problems],
                                   directory) from err
-        check_depth_against_header(config, read_header_keys(weights_path), weights_path.parent)
-        try:
-            with torch.device("meta"):  # shapes only: no random init that the load overwrites
-                model = cls(**config)
-        except (RuntimeError, TypeError, OverflowError, ValueError, MemoryError) as err:
-            raise CheckpointError([f"{CONFIG_NAME} describes a model that cannot be built: "
-                                   f"{(str(err).splitlines() or [''])[0][:300]}"],
-                                  directory) from None
+        check_size_against_header(cls, config, read_header_keys(weights_path), directory)
+        model = build_on_meta(cls, config, directory)  # no random init that the load overwrites
         state = read_state_dict(weights_path, model.state_dict())
         model.load_state_dict(state, strict=True, assign=True)
         return model.to(device).eval()

@@ -56,12 +56,14 @@ _HUB_REPO_ID = re.compile(r"^[A-Za-z0-9][\w.-]*/[\w.-]+$")
 
 class CheckpointError(ValueError):
     """A checkpoint cannot be used; ``problems`` holds every problem and the message lists
-    them one per line, the first ``LISTED_PROBLEMS`` then "... and N more problems"."""
+    them one per line (each cut to 500 characters), the first ``LISTED_PROBLEMS`` then
+    "... and N more problems"."""
 
     def __init__(self, problems: list[str], source: object = None):
         self.problems = list(problems)
         where = f" {source}" if source is not None else ""
-        listed = self.problems[:LISTED_PROBLEMS]
+        listed = [p if len(p) <= 500 else f"{p[:500]}... ({len(p)} characters)"
+                  for p in self.problems[:LISTED_PROBLEMS]]
         if len(self.problems) > LISTED_PROBLEMS:
             listed.append(f"... and {len(self.problems) - LISTED_PROBLEMS} more problems")
         super().__init__(f"invalid AdaPerceiver checkpoint{where}:\n  - " + "\n  - ".join(listed))

@@ -83,6 +83,30 @@ def test_f1_moderate_depth_lists_at_most_fifty_problems(ck):
     assert "missing tensor 'blocks.3.norm1.weight'" in message
 
 
+def test_f1_a_high_block_index_in_the_header_does_not_license_a_huge_depth(ck):
+    """F1, CKPT-7: one zero-size key "blocks.999999999.x" must not make depth 10**9 look
+    plausible; both loaders compare tensor counts, not the largest block index."""
+    header, data = read_header(ck)
+    header["blocks.999999999.norm1.weight"] = {"dtype": "F32", "shape": [0],
+                                               "data_offsets": [len(data), len(data)]}
+    write_header(ck, header, data)
+    edit_config(ck, depth=10**9)
+    for message in (oracle_problems(ck), torch_problems(ck)):
+        assert "does not belong to these weights" in message and len(message) < 2000
+
+
+def test_problem_lines_are_cut(ck):
+    """CKPT-7: a 1 MB key is quoted in a few hundred characters, not whole."""
+    header, data = read_header(ck)
+    key = "k" * 1_000_000
+    header[key] = {"dtype": "F32", "shape": [0], "data_offsets": [len(data), len(data)]}
+    write_header(ck, header, data)
+    assert len(oracle_problems(ck)) < 5000 and len(torch_problems(ck)) < 5000
+    make_checkpoint(ck)
+    edit_config(ck, act_layer="x" * 500_000)
+    assert len(oracle_problems(ck)) < 5000 and len(torch_problems(ck)) < 5000
+
+
 def test_f1_torch_depth_just_above_the_header_lists_missing_blocks(ck):
     """CKPT-5, CKPT-7: a depth a few blocks too large still gets the detailed listing."""
     edit_config(ck, depth=4)
