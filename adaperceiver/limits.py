@@ -50,7 +50,9 @@ def estimate_bytes(config: Mapping[str, Any], shape: tuple[int, ...], num_tokens
 def check_memory(config: Mapping[str, Any], x: torch.Tensor, num_tokens: int,
                  available: int | None = None) -> None:
     """LIM-3: ``ValueError`` when the estimate exceeds ``available`` (default: the memory of
-    x's device)."""
+    x's device). Not checked while compiling (the device query is not traceable)."""
+    if torch.compiler.is_compiling():
+        return
     available = device_memory(x.device) if available is None else available
     itemsize = 8 if x.dtype == torch.float64 else 4
     need = estimate_bytes(config, tuple(x.shape), num_tokens, itemsize)
