@@ -18,9 +18,13 @@ from typing import Any
 
 import torch
 
-from .config import is_int, is_real
+from .config import MAX_TOKENS, is_int, is_real
+from .limits import check_memory
 
 EXIT_POLICIES = ("batch_mean", "per_sample")
+# LIM-4: the largest |value| of an image; beyond it the float32 LayerNorm variance of the
+# patch tokens can overflow (finite but wrong, or NaN, logits).
+MAX_ABS_INPUT = 1e8
 
 
 @dataclass(frozen=True)
@@ -48,6 +52,7 @@ def parse_call(config: Mapping[str, Any], x: Any, *, num_tokens: Any = None, mat
     check_images(x, config)
     blocks = check_depth(depth, config)
     tokens = check_num_tokens(num_tokens, config)
+    check_memory(config, x, tokens)
     widths = check_mat_dim(mat_dim, config, batch=x.shape[0])
     hidden = None if widths is None else tuple(int(m * config["ffn_ratio"]) for m in widths)
     tau = check_depth_tau(depth_tau, depth)
@@ -89,9 +94,13 @@ def _optional_int(name: str, value: Any, default: int, high: float, allowed: str
 
 
 def check_num_tokens(num_tokens: Any, config: Mapping[str, Any]) -> int:
-    """ARG-1: N, an int >= 1; None means max_latent_tokens."""
-    return _optional_int("num_tokens", num_tokens, config["max_latent_tokens"], math.inf,
-                         "an int >= 1")
+    """ARG-1: N, an int >= 1; None means max_latent_tokens. LIM-2: at most MAX_TOKENS."""
+    tokens = _optional_int("num_tokens", num_tokens, config["max_latent_tokens"], math.inf,
+                           "an int >= 1")
+    if tokens > MAX_TOKENS:
+        raise _error(ValueError, "num_tokens", f"an int in 1..{MAX_TOKENS} (the largest "
+                     "supported number of latent tokens)", repr(num_tokens))
+    return tokens
 
 
 def check_depth(depth: Any, config: Mapping[str, Any]) -> int:
@@ -163,19 +172,31 @@ def check_exit_policy(exit_policy: Any) -> str:
 
 
 def check_images(x: Any, config: Mapping[str, Any]) -> None:
-    """ARG-7: x, a real tensor (B, C, H, W) (integers are converted, bool and complex are
-    not images), B >= 1, C == in_channels, H and W positive multiples of patch_size, all
-    values finite (not checked while compiling)."""
+    """ARG-7: x, a dense real tensor (B, C, H, W) (integers are converted; bool, complex,
+    meta and sparse tensors are not images), B >= 1, C == in_channels, H and W positive
+    multiples of patch_size, all values finite with |value| <= MAX_ABS_INPUT (LIM-4; values
+    are not checked while compiling)."""
     C, P = config["in_channels"], config["patch_size"]
     allowed = (f"a finite real tensor of shape (B, {C}, H, W) with B >= 1 and H, W positive "
                f"multiples of patch_size {P}")
     if not isinstance(x, torch.Tensor):
         raise _error(TypeError, "x", f"a torch.Tensor ({allowed})", type(x).__name__)
+    if x.is_meta or x.layout != torch.strided:  # no values to check or compute with
+        raise _error(TypeError, "x", f"a dense tensor with data ({allowed})",
+                     "a meta tensor" if x.is_meta else f"layout {x.layout}")
     if x.dtype == torch.bool or x.is_complex():
         raise _error(TypeError, "x", allowed, f"dtype {x.dtype}")
     shape = tuple(x.shape)  # (B, C, H, W) when valid
     if not (len(shape) == 4 and shape[0] >= 1 and shape[1] == C
             and all(side >= 1 and side % P == 0 for side in shape[2:])):
         raise _error(ValueError, "x", allowed, f"shape {shape}")
-    if not torch.compiler.is_compiling() and not bool(torch.isfinite(x).all()):
+    if torch.compiler.is_compiling():
+        return
+    if not bool(torch.isfinite(x).all()):
         raise _error(ValueError, "x", allowed, "non-finite values (NaN or inf)")
+    low, high = torch.aminmax(x)
+    peak = max(-float(low), float(high))
+    if peak > MAX_ABS_INPUT:  # LIM-4
+        raise _error(ValueError, "x", allowed,
+                     f"values up to {peak:.3g} in magnitude (the largest allowed is "
+                     f"{MAX_ABS_INPUT:.0e}: beyond it float32 LayerNorm overflows)")

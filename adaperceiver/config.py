@@ -18,6 +18,10 @@ from itertools import pairwise
 from typing import Any
 
 REQUIRED = object()  # sentinel: the key has no default and must be given
+MAX_SIZE = 2**31 - 1  # LIM-1: the largest size (dimension, count) a config may give
+MAX_TOKENS = 65536  # LIM-2: the largest number of latent tokens (max_latent_tokens, N)
+LISTED_PROBLEMS = 50  # an error message lists at most this many problems, then a count
+LINE_LIMIT = 500  # characters of one listed problem (a quoted key can be megabytes)
 
 
 def is_int(value: Any) -> bool:
@@ -34,7 +38,7 @@ def is_real(value: Any) -> bool:
 class Field:
     """One constructor keyword (CKPT-2).
 
-    ``type`` is int (an int >= 1), float (a finite real accepted by ``in_range``,
+    ``type`` is int (an int in 1..``maximum``), float (a finite real accepted by ``in_range``,
     described by ``allowed``; None too when ``nullable``), bool, str (one of
     ``choices``) or list (ints >= 1, strictly ``increasing`` if set).
     """
@@ -46,6 +50,7 @@ class Field:
     nullable: bool = False
     choices: tuple[str, ...] = ()
     increasing: bool = False
+    maximum: int = MAX_SIZE
 
 
 _POSITIVE = "a real number > 0"
@@ -56,7 +61,7 @@ FIELDS: dict[str, Field] = {
     "embed_dim": Field(int),
     "num_heads": Field(int),
     "depth": Field(int),
-    "max_latent_tokens": Field(int, 256),
+    "max_latent_tokens": Field(int, 256, maximum=MAX_TOKENS),
     "rope_theta": Field(float, 10000, _POSITIVE, lambda theta: theta > 0),
     "ffn_ratio": Field(float, 4.0, _POSITIVE, lambda ratio: ratio > 0),
     "qkv_bias": Field(bool, True),
@@ -96,11 +101,16 @@ _REPORT_ORDER = (int, float, bool, str, list)
 
 class ProblemList(ValueError):
     """Base of ``ConfigError`` and ``hub.CheckpointError``: ``problems`` holds everything
-    found wrong, and the message lists it, one problem per line."""
+    found wrong, and the message lists it, one problem per line (the first
+    ``LISTED_PROBLEMS``, then "... and N more problems")."""
 
     def __init__(self, subject: str, problems: Iterable[str]):
         self.problems = list(problems)
-        super().__init__(f"invalid AdaPerceiver {subject}:\n  - " + "\n  - ".join(self.problems))
+        listed = [p if len(p) <= LINE_LIMIT else f"{p[:LINE_LIMIT]}... ({len(p)} characters)"
+                  for p in self.problems[:LISTED_PROBLEMS]]
+        if len(self.problems) > LISTED_PROBLEMS:
+            listed.append(f"... and {len(self.problems) - LISTED_PROBLEMS} more problems")
+        super().__init__(f"invalid AdaPerceiver {subject}:\n  - " + "\n  - ".join(listed))
 
 
 class ConfigError(ProblemList):
@@ -142,9 +152,12 @@ def resolve_config(defaults: Mapping[str, Any], given: Mapping[str, Any]) -> dic
 def _canonical(key: str, field: Field, value: Any) -> Any:
     """``value`` in canonical form if ``field`` allows it, else raise ``_Invalid``."""
     if field.type is int:
-        if is_int(value) and value >= 1:
+        if is_int(value) and 1 <= value <= field.maximum:
             return int(value)
-        raise _Invalid(f"{key} must be an int >= 1, got {value!r}")
+        if is_int(value) and value > field.maximum:  # LIM-1, LIM-2
+            raise _Invalid(f"{key} must be an int in 1..{field.maximum}, got {_int_text(value)}")
+        raise _Invalid(f"{key} must be an int >= 1, got "
+                       f"{_int_text(value) if is_int(value) else repr(value)}")
     if field.type is float:
         if value is None and field.nullable:
             return None
@@ -173,7 +186,7 @@ def _cross_field_problems(c: Mapping[str, Any]) -> Iterator[str]:
     mask_token_grans for the block mask. A rule is skipped while its inputs have the
     wrong type (their own problem is already listed)."""
     D, H, P, ratio = c["embed_dim"], c["num_heads"], c["patch_size"], c["ffn_ratio"]
-    D_ok = is_int(D) and D >= 1
+    D_ok = is_int(D) and 1 <= D <= MAX_SIZE
     if D_ok and is_int(H) and H >= 1:
         if D % H:
             yield f"embed_dim ({D}) must be divisible by num_heads ({H})"
@@ -182,12 +195,23 @@ def _cross_field_problems(c: Mapping[str, Any]) -> Iterator[str]:
                    "(RoPE rotates channel pairs)")
     if is_int(P) and P >= 1 and is_int(c["img_size"]) and c["img_size"] % P:
         yield f"img_size ({c['img_size']}) must be a multiple of patch_size ({P})"
-    if D_ok and is_real(ratio) and 0 < ratio < math.inf and int(D * ratio) < 1:
-        yield f"int(embed_dim * ffn_ratio) = int({D} * {ratio}) must be >= 1"
+    if D_ok and is_real(ratio) and 0 < ratio < math.inf:
+        product = D * float(ratio)  # F = int(D * ffn_ratio) (MAT-1); inf when it overflows
+        if product < 1:
+            yield f"int(embed_dim * ffn_ratio) = int({D} * {ratio}) must be >= 1"
+        elif product >= MAX_SIZE + 1:  # LIM-1
+            yield f"int(embed_dim * ffn_ratio) = int({D} * {ratio}) must be at most {MAX_SIZE}"
     widths = c["mat_dims"]
-    if is_int(D) and isinstance(widths, list) and all(map(is_int, widths)):
+    if D_ok and isinstance(widths, list) and all(map(is_int, widths)):
         if too_big := [m for m in widths if m > D]:
             yield f"mat_dims must be ints in 1..embed_dim ({D}), got {too_big}"
     grans = c["mask_token_grans"]
     if c["block_mask"] == "block" and isinstance(grans, list) and not grans:
         yield 'mask_token_grans must be non-empty when block_mask is "block"'
+
+
+def _int_text(value: int) -> str:
+    """repr of an int, or its size when it has more digits than a message should hold."""
+    if abs(value) < 10**30:
+        return repr(value)
+    return f"an int of about {int(value.bit_length() * 0.30103) + 1} digits"

@@ -58,6 +58,8 @@ def print_table(config: Mapping[str, Any], weights: Mapping[str, np.ndarray], im
 
 def demo(out: Path | None) -> None:
     config = tiny_config()
+    if out is not None and out.exists() and not out.is_dir():
+        raise ValueError(f"--out {out} exists and is not a directory")
     directory = out or Path(tempfile.mkdtemp(prefix="adaperceiver-demo-"))
     save_checkpoint(directory, config, random_weights(config, seed=0))
     config, weights = load_checkpoint(directory)
@@ -76,6 +78,32 @@ def classify_command(args: argparse.Namespace) -> None:
     print_table(config, weights, images, [budget])
 
 
+MAX_BATCH = 4096  # --batch: larger batches of random images are refused before allocating
+
+
+def _ranged_int(flag: str, low: int, high: int | None = None):
+    """An argparse type: an int in low..high whose error names ``flag``."""
+    def parse(text: str) -> int:
+        try:
+            value = int(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"{flag} must be an int, got {text!r}") from None
+        if value < low or (high is not None and value > high):
+            allowed = f">= {low}" if high is None else f"in {low}..{high}"
+            raise argparse.ArgumentTypeError(f"{flag} must be an int {allowed}, got {value}")
+        return value
+    return parse
+
+
+def _real(flag: str):
+    def parse(text: str) -> float:
+        try:
+            return float(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"{flag} must be a real number, got {text!r}") from None
+    return parse
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m reference_numpy",
                                      description="AdaPerceiver NumPy oracle")
@@ -84,12 +112,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     demo_parser.add_argument("--out", type=Path, help="directory for the checkpoint")
     run = commands.add_parser("classify", help="classify random images with a checkpoint")
     run.add_argument("--checkpoint", required=True, help="checkpoint directory or hub repo id")
-    run.add_argument("--image-seed", type=int, default=0)
-    run.add_argument("--batch", type=int, default=2)
-    run.add_argument("--num-tokens", type=int)
-    run.add_argument("--mat-dim", type=int)
-    run.add_argument("--depth", type=int)
-    run.add_argument("--depth-tau", type=float)
+    run.add_argument("--image-seed", type=_ranged_int("--image-seed", 0), default=0)
+    run.add_argument("--batch", type=_ranged_int("--batch", 1, MAX_BATCH), default=2)
+    # model-dependent ranges are checked by the model itself (ARG-1..4)
+    run.add_argument("--num-tokens", type=_ranged_int("--num-tokens", -2**63))
+    run.add_argument("--mat-dim", type=_ranged_int("--mat-dim", -2**63))
+    run.add_argument("--depth", type=_ranged_int("--depth", -2**63))
+    run.add_argument("--depth-tau", type=_real("--depth-tau"))
     run.add_argument("--exit-policy", choices=("batch_mean", "per_sample"))
     args = parser.parse_args(argv)
     try:
@@ -99,6 +128,12 @@ def main(argv: Sequence[str] | None = None) -> int:
             classify_command(args)
     except (CheckpointError, TypeError, ValueError) as err:
         print(f"error: {err}", file=sys.stderr)
+        return 1
+    except OSError as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 1
+    except MemoryError:
+        print("error: out of memory; use a smaller --batch or --num-tokens", file=sys.stderr)
         return 1
     return 0
 

@@ -17,8 +17,13 @@ from typing import Any
 import numpy as np
 
 from .checkpoint import expected_shapes
+from .config import MAX_TOKENS
+from .limits import check_memory
 
 EXIT_POLICIES = ("batch_mean", "per_sample")
+# LIM-4: the largest |value| of an image. Beyond it a float32 implementation's LayerNorm
+# variance of the patch tokens can overflow (finite but wrong, or NaN, results).
+MAX_ABS_INPUT = 1e8
 
 
 @dataclass(frozen=True)
@@ -56,6 +61,9 @@ def check_num_tokens(num_tokens: Any, config: Mapping[str, Any]) -> int:
         raise TypeError(f"num_tokens must be an int >= 1 or None, got {_describe(num_tokens)}")
     if num_tokens < 1:
         raise ValueError(f"num_tokens must be an int >= 1, got {num_tokens!r}")
+    if num_tokens > MAX_TOKENS:  # LIM-2
+        raise ValueError(f"num_tokens must be an int in 1..{MAX_TOKENS} (the largest supported "
+                         f"number of latent tokens), got {num_tokens!r}")
     return int(num_tokens)
 
 
@@ -125,7 +133,9 @@ def check_token_grans(token_grans: Any, config: Mapping[str, Any]) -> tuple[int,
     if token_grans is None:
         return tuple(int(g) for g in config["mask_token_grans"] or ())
     allowed = "a non-empty, strictly increasing list of ints >= 1"
-    if not isinstance(token_grans, (Sequence, np.ndarray)) or isinstance(token_grans, (str, bytes)):
+    if (isinstance(token_grans, np.ndarray) and token_grans.ndim != 1
+            or not isinstance(token_grans, (Sequence, np.ndarray))
+            or isinstance(token_grans, (str, bytes))):
         raise TypeError(f"token_grans must be {allowed}, got {_describe(token_grans)}")
     values = list(token_grans)
     if not all(_is_int(g) for g in values):
@@ -148,7 +158,8 @@ def check_exit_policy(exit_policy: Any) -> str:
 
 def check_images(images: Any, config: Mapping[str, Any]) -> np.ndarray:
     """ARG-7: a 4-D real array (B, C, H, W), B >= 1, C == in_channels, H and W positive
-    multiples of patch_size, all values finite. Returned as float64."""
+    multiples of patch_size, all values finite, with |value| <= MAX_ABS_INPUT (LIM-4).
+    Returned as float64."""
     C, P = config["in_channels"], config["patch_size"]
     allowed = (f"a finite real array of shape (B, {C}, H, W) with B >= 1 and H, W positive "
                f"multiples of patch_size {P}")
@@ -165,6 +176,11 @@ def check_images(images: Any, config: Mapping[str, Any]) -> np.ndarray:
     images = images.astype(np.float64)
     if not np.isfinite(images).all():
         raise ValueError(f"images must be {allowed}, got non-finite values (NaN or inf)")
+    peak = float(np.max(np.abs(images)))
+    if peak > MAX_ABS_INPUT:  # LIM-4
+        raise ValueError(f"images must be {allowed}, got values up to {peak:.3g} in magnitude "
+                         f"(the largest allowed is {MAX_ABS_INPUT:.0e}: beyond it float32 "
+                         "LayerNorm overflows)")
     return images
 
 
@@ -208,9 +224,11 @@ def validate_call(
     weights = check_weights(weights, config)
     images = check_images(images, config)
     blocks = check_depth(depth, config)
+    tokens = check_num_tokens(num_tokens, config)
+    check_memory(config, images.shape, tokens)
     return weights, CallArgs(
         images=images,
-        num_tokens=check_num_tokens(num_tokens, config),
+        num_tokens=tokens,
         widths=check_mat_dim(mat_dim, config, images.shape[0]),
         depth=blocks,
         depth_tau=check_depth_tau(depth_tau, depth, config),

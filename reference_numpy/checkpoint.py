@@ -15,6 +15,7 @@ M = (img_size / P)^2 patches, C = num_classes, E = output_feat_dim.
 
 from __future__ import annotations
 
+import itertools
 import json
 import math
 import os
@@ -27,31 +28,45 @@ from typing import Any
 
 import numpy as np
 
-from .bfloat16 import bfloat16_bits_to_float32, float_to_bfloat16_bits
+from .bfloat16 import float_to_bfloat16_bits
 from .config import ConfigError, config_kind, validate_config
+from .safetensors_reader import (
+    count_nonfinite,
+    STORAGE_DTYPES,
+    decode,
+    open_regular,
+    read_header,
+    read_tensor,
+    reject_duplicates,
+    short_repr,
+)
 
 CONFIG_NAME = "config.json"
 WEIGHTS_NAME = "model.safetensors"
+MAX_CONFIG_BYTES = 1 << 20  # config.json holds ~30 keys; a larger file is not a config (CKPT-8)
+LISTED_PROBLEMS = 50  # a CheckpointError message lists at most this many problems (CKPT-7)
+# The layout is enumerated only up to this many keys beyond the header's key count, so a
+# config that does not belong to the weights file costs work bounded by the header (CKPT-7).
+LAYOUT_SLACK = 1024
 
-# safetensors dtype tag -> (little-endian storage dtype, dtype name accepted by save_checkpoint)
-_FLOAT_DTYPES = {
-    "F64": (np.dtype("<f8"), "float64"),
-    "F32": (np.dtype("<f4"), "float32"),
-    "F16": (np.dtype("<f2"), "float16"),
-    "BF16": (np.dtype("<u2"), "bfloat16"),  # bit patterns, decoded by bfloat16.py
-}
-_TAG_OF = {name: tag for tag, (_, name) in _FLOAT_DTYPES.items()}
+# dtype name accepted by save_checkpoint -> safetensors dtype tag
+_TAG_OF = {"float64": "F64", "float32": "F32", "float16": "F16", "bfloat16": "BF16"}
 _HUB_REPO_ID = re.compile(r"^[A-Za-z0-9][\w.-]*/[\w.-]+$")
 
 
 class CheckpointError(ValueError):
-    """A checkpoint cannot be used; the message lists every problem, one per line."""
+    """A checkpoint cannot be used; ``problems`` holds every problem and the message lists
+    them one per line (each cut to 500 characters), the first ``LISTED_PROBLEMS`` then
+    "... and N more problems"."""
 
     def __init__(self, problems: list[str], source: object = None):
         self.problems = list(problems)
         where = f" {source}" if source is not None else ""
-        super().__init__(f"invalid AdaPerceiver checkpoint{where}:\n  - "
-                         + "\n  - ".join(self.problems))
+        listed = [p if len(p) <= 500 else f"{p[:500]}... ({len(p)} characters)"
+                  for p in self.problems[:LISTED_PROBLEMS]]
+        if len(self.problems) > LISTED_PROBLEMS:
+            listed.append(f"... and {len(self.problems) - LISTED_PROBLEMS} more problems")
+        super().__init__(f"invalid AdaPerceiver checkpoint{where}:\n  - " + "\n  - ".join(listed))
 
 
 # --------------------------------------------------------------------------- layout (CKPT-3)
@@ -109,6 +124,11 @@ def _block(prefix: str, D: int, F: int, c: Mapping[str, Any]) -> Iterator:
 
 def _layout(config: Mapping[str, Any]) -> dict[str, _Param]:
     """Every state-dict key of the model described by a validated config, in canonical order."""
+    return dict(_layout_entries(config))
+
+
+def _layout_entries(config: Mapping[str, Any]) -> Iterator[tuple[str, _Param]]:
+    """(key, _Param) of the layout, lazily: the count of blocks can be huge (CKPT-7)."""
     c = config
     D, P, C = c["embed_dim"], c["patch_size"], c["num_classes"]
     F = int(D * c["ffn_ratio"])  # Python float arithmetic, as upstream (MAT-1)
@@ -138,7 +158,7 @@ def _layout(config: Mapping[str, Any]) -> dict[str, _Param]:
             yield from _layer_norm("output_adapter_feat.norm", D)
             yield from _mlp("output_adapter_feat.ffn", D, F, c["output_feat_dim"])
 
-    return dict(entries())
+    return entries()
 
 
 def expected_shapes(config: Mapping[str, Any]) -> dict[str, tuple[int, ...]]:
@@ -203,133 +223,6 @@ def write_safetensors(path: str | Path, tensors: Mapping[str, np.ndarray], *,
             f.write(raw)
 
 
-def _read_safetensors(path: Path) -> tuple[dict | None, dict, list[str]]:
-    """Parse a safetensors file without pickle.
-
-    Returns (shapes, arrays, problems): the header shape of every key (None for an
-    unreadable entry; the whole dict is None when the file cannot be parsed), the
-    float64 arrays of the readable finite tensors, and every defect found.
-    Never raises for bad content.
-    """
-    name = path.name
-    try:
-        data = path.read_bytes()
-    except OSError as err:
-        return None, {}, [f"cannot read {name}: {err}"]
-    if len(data) < 8:
-        return None, {}, [f"{name} is truncated: {len(data)} bytes, fewer than the 8-byte "
-                          "header length field"]
-    (n,) = struct.unpack("<Q", data[:8])
-    if n > len(data) - 8:
-        return None, {}, [f"{name} is truncated or corrupt: header length {n} exceeds the "
-                          f"{len(data) - 8} bytes after the length field"]
-    try:
-        header = json.loads(data[8:8 + n].decode("utf-8"), object_pairs_hook=_no_duplicates)
-    except (UnicodeDecodeError, ValueError, RecursionError) as err:
-        return None, {}, [f"{name} has a malformed JSON header: {err}"]
-    if not isinstance(header, dict):
-        return None, {}, [f"{name} header must be a JSON object, got {type(header).__name__}"]
-
-    buffer = memoryview(data)[8 + n:]
-    shapes: dict[str, tuple[int, ...] | None] = {}
-    arrays: dict[str, np.ndarray] = {}
-    spans: list[tuple[int, int, str]] = []
-    problems: list[str] = []
-    for key, entry in header.items():
-        if key == "__metadata__":
-            if not (isinstance(entry, dict)
-                    and all(isinstance(v, str) for v in entry.values())):
-                problems.append(f"{name}: __metadata__ must map strings to strings")
-            continue
-        tag, shape, span = _parse_entry(key, entry, len(buffer), problems)
-        shapes[key] = shape
-        if span is None:
-            continue
-        begin, end = span
-        spans.append((begin, end, key))
-        if tag not in _FLOAT_DTYPES:
-            problems.append(f"tensor {key!r} has unsupported dtype {tag} (allowed: "
-                            f"{', '.join(_FLOAT_DTYPES)})")
-            continue
-        values = _decode(tag, buffer[begin:end], shape)
-        bad = int(np.count_nonzero(~np.isfinite(values)))
-        if bad:
-            problems.append(f"tensor {key!r} has {bad} non-finite value(s) (NaN or inf)")
-            continue
-        arrays[key] = values
-    problems += _check_spans(name, spans, len(buffer))
-    return shapes, arrays, problems
-
-
-def _no_duplicates(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
-    keys = [k for k, _ in pairs]
-    duplicates = sorted({k for k in keys if keys.count(k) > 1})
-    if duplicates:
-        raise ValueError(f"duplicate keys {duplicates}")
-    return dict(pairs)
-
-
-def _parse_entry(key: str, entry: Any, buffer_len: int, problems: list[str]):
-    """(dtype tag, shape, (begin, end)) of one header entry.
-
-    After noting a problem, the shape (when unreadable) or the span is None.
-    """
-    if not isinstance(entry, dict) or not {"dtype", "shape", "data_offsets"} <= entry.keys():
-        problems.append(f"tensor {key!r}: header entry must hold dtype, shape and data_offsets, "
-                        f"got {entry!r}")
-        return None, None, None
-    tag, shape, offsets = entry["dtype"], entry["shape"], entry["data_offsets"]
-
-    def is_count(v: Any) -> bool:
-        return isinstance(v, int) and not isinstance(v, bool) and v >= 0
-
-    if not isinstance(tag, str):
-        problems.append(f"tensor {key!r}: dtype must be a string, got {tag!r}")
-        return None, None, None
-    if not (isinstance(shape, list) and all(map(is_count, shape))):
-        problems.append(f"tensor {key!r}: shape must be a list of ints >= 0, got {shape!r}")
-        return tag, None, None
-    shape = tuple(shape)
-    if not (isinstance(offsets, list) and len(offsets) == 2 and all(map(is_count, offsets))):
-        problems.append(f"tensor {key!r}: data_offsets must be [begin, end], got {offsets!r}")
-        return tag, shape, None
-    begin, end = offsets
-    if not begin <= end <= buffer_len:
-        problems.append(f"tensor {key!r}: data_offsets {offsets} lie outside the "
-                        f"{buffer_len}-byte data buffer (file truncated or corrupt)")
-        return tag, shape, None
-    if tag in _FLOAT_DTYPES:
-        expected = math.prod(shape) * _FLOAT_DTYPES[tag][0].itemsize
-        if end - begin != expected:
-            problems.append(f"tensor {key!r}: {end - begin} data bytes do not match shape "
-                            f"{shape} of {tag} ({expected} bytes)")
-            return tag, shape, None
-    return tag, shape, (begin, end)
-
-
-def _decode(tag: str, raw: memoryview, shape: tuple[int, ...]) -> np.ndarray:
-    """Raw little-endian bytes -> float64 array (exact for every accepted dtype)."""
-    stored = np.frombuffer(raw, dtype=_FLOAT_DTYPES[tag][0]).reshape(shape)
-    if tag == "BF16":
-        stored = bfloat16_bits_to_float32(stored)
-    return stored.astype(np.float64)
-
-
-def _check_spans(name: str, spans: list[tuple[int, int, str]], buffer_len: int) -> list[str]:
-    """The tensors must tile the data buffer: no overlaps, no holes (as the safetensors format)."""
-    problems = []
-    position, previous = 0, None
-    for begin, end, key in sorted(spans):
-        if begin < position:
-            problems.append(f"{name}: data of tensors {previous!r} and {key!r} overlap")
-        elif begin > position:
-            problems.append(f"{name}: {begin - position} unused bytes before tensor {key!r}")
-        position, previous = max(position, end), key
-    if spans and position != buffer_len:
-        problems.append(f"{name}: {buffer_len - position} unused bytes after the last tensor")
-    return problems
-
-
 # ---------------------------------------------------------------- checkpoints (CKPT-1, 5)
 
 
@@ -348,7 +241,7 @@ def save_checkpoint(directory: str | Path, config: Mapping[str, Any],
     got = {key: tuple(np.shape(value)) for key, value in weights.items()}
     problems = _layout_problems(shapes, got)
     for key in shapes.keys() & got.keys():
-        stored = _decode(_TAG_OF[dtype], _encode_bytes(weights[key], dtype), got[key])
+        stored = decode(_TAG_OF[dtype], _encode_bytes(weights[key], dtype), got[key])
         if not np.all(np.isfinite(stored)):
             problems.append(f"tensor {key!r} is not finite when stored as {dtype}")
     if problems:
@@ -371,7 +264,7 @@ def _encode_bytes(array: Any, dtype: str) -> memoryview:
     with np.errstate(over="ignore"):
         if tag == "BF16":
             return memoryview(float_to_bfloat16_bits(np.asarray(array)).tobytes())
-        return memoryview(np.ascontiguousarray(array, dtype=_FLOAT_DTYPES[tag][0]).tobytes())
+        return memoryview(np.ascontiguousarray(array, dtype=STORAGE_DTYPES[tag]).tobytes())
 
 
 def _layout_problems(expected: Mapping[str, tuple], got: Mapping[str, tuple]) -> list[str]:
@@ -379,11 +272,11 @@ def _layout_problems(expected: Mapping[str, tuple], got: Mapping[str, tuple]) ->
 
     A ``got`` shape of None (unreadable header entry) is present but not compared.
     """
-    problems = [f"missing tensor {key!r} (expected shape {shape})"
+    problems = [f"missing tensor {short_repr(key)} (expected shape {shape})"
                 for key, shape in expected.items() if key not in got]
-    problems += [f"unexpected tensor {key!r} (shape {shape})"
+    problems += [f"unexpected tensor {short_repr(key)} (shape {short_repr(shape)})"
                  for key, shape in got.items() if key not in expected]
-    problems += [f"tensor {key!r}: expected shape {shape}, got {got[key]}"
+    problems += [f"tensor {short_repr(key)}: expected shape {shape}, got {short_repr(got[key])}"
                  for key, shape in expected.items()
                  if got.get(key) is not None and got[key] != shape]
     return problems
@@ -396,6 +289,8 @@ def load_checkpoint(path_or_repo_id: str | Path) -> tuple[dict[str, Any], dict[s
     ``owner/name`` is fetched with ``huggingface_hub.hf_hub_download``.
     Everything is validated (config values, keys, shapes, dtypes, finiteness,
     file integrity) and all problems are raised together as one ``CheckpointError``.
+    Only the header of model.safetensors is read before the layout is checked against
+    the config; then each expected tensor is read at its offset (CKPT-7).
     """
     if not isinstance(path_or_repo_id, (str, os.PathLike)):
         raise TypeError("path_or_repo_id must be a directory path or a hub repo id string, "
@@ -403,26 +298,71 @@ def load_checkpoint(path_or_repo_id: str | Path) -> tuple[dict[str, Any], dict[s
     config_path, weights_path = _resolve(path_or_repo_id)
     problems: list[str] = []
     config = _read_config(config_path, problems)
-    if weights_path.is_file():
-        shapes, weights, tensor_problems = _read_safetensors(weights_path)
-    else:
-        shapes, weights, tensor_problems = None, {}, [_missing_weights_message(weights_path)]
-    if config is not None and shapes is not None:
-        problems += _layout_problems({k: p.shape for k, p in _layout(config).items()}, shapes)
-    problems += tensor_problems
+    f, problem = open_regular(weights_path)
+    if f is None:
+        if problem.startswith("missing"):
+            problem = _missing_weights_message(weights_path)
+        problems.append(problem)
+        raise CheckpointError(problems, source=str(path_or_repo_id))
+    with f:
+        try:
+            weights = _read_weights(f, config, problems)
+        except OSError as err:
+            problems.append(f"cannot read {WEIGHTS_NAME}: {err}")
     if problems:
         raise CheckpointError(problems, source=str(path_or_repo_id))
-    assert config is not None
-    return config, {key: weights[key] for key in _layout(config)}
+    return config, weights
+
+
+def _read_weights(f, config: dict[str, Any] | None, problems: list[str]) -> dict[str, np.ndarray]:
+    """Header first, then the layout check (bounded, CKPT-7), then each expected tensor."""
+    header, framing = read_header(f, WEIGHTS_NAME)
+    if header is None:
+        problems += framing
+        return {}
+    expected: dict[str, tuple[int, ...]] = {}
+    if config is not None:
+        limit = len(header.shapes) + LAYOUT_SLACK
+        entries = list(itertools.islice(_layout_entries(config), limit + 1))
+        if len(entries) > limit:
+            problems.append(
+                f"{CONFIG_NAME} describes a model with more than {limit} tensors (depth "
+                f"{config['depth']}) but {WEIGHTS_NAME} holds {len(header.shapes)}: the config "
+                "does not belong to these weights")
+            config = None
+        else:
+            expected = {key: p.shape for key, p in entries}
+            problems += _layout_problems(expected, header.shapes)
+    problems += framing
+    if config is None:  # nothing to compare with: still report every non-finite tensor
+        problems += [f"tensor {short_repr(key)} has {bad} non-finite value(s) (NaN or inf)"
+                     for key in header.entries if (bad := count_nonfinite(f, header, key))]
+        return {}
+    weights = {}
+    for key, shape in expected.items():
+        if key in header.entries and header.entries[key].shape == shape:
+            values = read_tensor(f, header, key)
+            bad = int(np.count_nonzero(~np.isfinite(values)))
+            if bad:
+                problems.append(f"tensor {key!r} has {bad} non-finite value(s) (NaN or inf)")
+            weights[key] = values
+    return weights
 
 
 def _read_config(path: Path, problems: list[str]) -> dict[str, Any] | None:
-    """The validated config, or None after noting every problem."""
-    if not path.is_file():
-        problems.append(f"missing {CONFIG_NAME} in {path.parent}")
+    """The validated config, or None after noting every problem (CKPT-2, CKPT-8)."""
+    f, problem = open_regular(path)
+    if f is None:
+        problems.append(problem)
         return None
     try:
-        raw = json.loads(path.read_text(encoding="utf-8"))
+        with f:
+            text = f.read(MAX_CONFIG_BYTES + 1)
+        if len(text) > MAX_CONFIG_BYTES:
+            problems.append(f"{CONFIG_NAME} is larger than {MAX_CONFIG_BYTES} bytes; it is not "
+                            "an AdaPerceiver config")
+            return None
+        raw = json.loads(text.decode("utf-8"), object_pairs_hook=reject_duplicates)
     except (OSError, UnicodeDecodeError, ValueError, RecursionError) as err:
         problems.append(f"{CONFIG_NAME} is not valid JSON: {err}")
         return None

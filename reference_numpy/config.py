@@ -85,6 +85,8 @@ PUBLISHED_VALUES: dict[str, Any] = {
     "mask_token_grans": [32, 64, 96, 128, 192, 256],
 }
 
+MAX_SIZE = 2**31 - 1  # LIM-1: the largest size (dimension, count) a config may give
+MAX_TOKENS = 65536  # LIM-2: the largest number of latent tokens (max_latent_tokens, N)
 _POSITIVE_INTS = ("embed_dim", "num_heads", "depth", "max_latent_tokens", "img_size",
                   "in_channels", "patch_size", "num_classes", "output_feat_dim")
 _BOOLS = ("qkv_bias", "proj_bias", "use_embed_ffn", "use_output_ffn")
@@ -194,7 +196,8 @@ def validate_config(config: Mapping[str, Any]) -> dict[str, Any]:
 
     for key in _POSITIVE_INTS:
         if key in filled and key not in missing:
-            filled[key] = _check_int(filled[key], key, problems, minimum=1)
+            maximum = MAX_TOKENS if key == "max_latent_tokens" else MAX_SIZE
+            filled[key] = _check_int(filled[key], key, problems, minimum=1, maximum=maximum)
     filled["rope_theta"] = _check_real(filled["rope_theta"], "rope_theta", problems,
                                        "a real number > 0", lambda v: v > 0)
     filled["ffn_ratio"] = _check_real(filled["ffn_ratio"], "ffn_ratio", problems,
@@ -235,11 +238,24 @@ def _is_real(value: Any) -> bool:
     return isinstance(value, numbers.Real) and not isinstance(value, bool)
 
 
-def _check_int(value: Any, key: str, problems: list[str], *, minimum: int) -> Any:
+def _check_int(value: Any, key: str, problems: list[str], *, minimum: int, maximum: int) -> Any:
+    """An int in minimum..maximum (LIM-1 for the upper bound)."""
+    if _is_int(value) and value > maximum:
+        problems.append(f"{key} must be an int in {minimum}..{maximum}, got {_describe_int(value)}")
+        return value
     if not _is_int(value) or value < minimum:
-        problems.append(f"{key} must be an int >= {minimum}, got {value!r}")
+        shown = _describe_int(value) if _is_int(value) else repr(value)
+        problems.append(f"{key} must be an int >= {minimum}, got {shown}")
         return value
     return int(value)
+
+
+def _describe_int(value: int) -> str:
+    """The int, or only its number of digits when it is too long to show."""
+    if -10**30 < value < 10**30:
+        return repr(value)
+    digits = int(int(value).bit_length() * 0.30103) + 1
+    return f"an int of about {digits} digits"
 
 
 def _check_real(value: Any, key: str, problems: list[str], allowed: str, ok) -> Any:
@@ -273,10 +289,16 @@ def _check_relations(c: dict[str, Any], problems: list[str]) -> None:
     if _is_int(P) and _is_int(img) and P >= 1 and img % P:
         problems.append(f"img_size ({img}) must be a multiple of patch_size ({P})")
     ratio = c["ffn_ratio"]
-    if _is_int(D) and D >= 1 and _is_real(ratio) and 0 < ratio < math.inf and int(D * ratio) < 1:
-        problems.append(f"int(embed_dim * ffn_ratio) = int({D} * {ratio}) must be >= 1")
+    size_ok = _is_int(D) and 1 <= D <= MAX_SIZE
+    if size_ok and _is_real(ratio) and 0 < ratio < math.inf:
+        hidden = D * float(ratio)  # F before int(); inf if the product overflows (LIM-1)
+        if hidden < 1:
+            problems.append(f"int(embed_dim * ffn_ratio) = int({D} * {ratio}) must be >= 1")
+        elif hidden >= MAX_SIZE + 1:
+            problems.append(f"int(embed_dim * ffn_ratio) = int({D} * {ratio}) must be at most "
+                            f"{MAX_SIZE}")
     mat_dims = c["mat_dims"]
-    if _is_int(D) and D >= 1 and isinstance(mat_dims, list) and all(map(_is_int, mat_dims)):
+    if size_ok and isinstance(mat_dims, list) and all(map(_is_int, mat_dims)):
         too_big = [m for m in mat_dims if m > D]
         if too_big:
             problems.append(f"mat_dims must be ints in 1..embed_dim ({D}), got {too_big}")

@@ -25,7 +25,7 @@ NOT_COVERAGE = (Path(__file__).resolve(), ROOT / "tests" / "spec" / "test_tracea
 # Prefixes of clause ids; a new prefix must be added here and in spec/README.md.
 KNOWN_PREFIXES = (
     "NUM", "ATTN", "PATCH", "LAT", "READ", "BLOCK", "MASK", "ROPE", "MAT", "DEPTH", "EXIT",
-    "WRITE", "HEAD", "OUT", "DIST", "ARG", "STATE", "CKPT", "GOLD", "TOL", "ANY",
+    "WRITE", "HEAD", "OUT", "DIST", "ARG", "STATE", "CKPT", "GOLD", "TOL", "ANY", "LIM", "PRE",
 )
 # "### MASK-3 — Block mask rule" in a spec file
 HEADING = re.compile(r"^###\s+([A-Z]+-\d+)\s+—\s+(\S.*?)\s*$", re.MULTILINE)

@@ -60,7 +60,8 @@ def test_save_load_round_trip(kind, tmp_path):
     assert saved == config
     again = model_class(config).from_pretrained(tmp_path)
     x = images(2, config)
-    assert torch.equal(run(again, x, torch.float32).logits, run(model, x, torch.float32).logits)
+    torch.testing.assert_close(run(again, x, torch.float32).logits,
+                               run(model, x, torch.float32).logits, rtol=1e-6, atol=1e-6)
     ref_config, ref_weights = rn.load_checkpoint(tmp_path)
     assert ref_config == config
     ref = rn.trace(ref_weights, ref_config, x)

@@ -145,8 +145,9 @@ def test_stateless_interleaved_calls():
              dict(depth_tau=0.3, exit_policy="per_sample"), dict(num_tokens=20), {}]
     first = [run(model, x, **c).logits for c in calls]
     for c, before in zip(reversed(calls), reversed(first), strict=True):
-        assert torch.equal(run(model, x, **c).logits, before)
-        assert torch.equal(run(fresh, x, **c).logits, before)
+        # equal up to float32 rounding; a state leak shows at 1e-3 (divergences.md #1)
+        torch.testing.assert_close(run(model, x, **c).logits, before, rtol=1e-6, atol=1e-6)
+        torch.testing.assert_close(run(fresh, x, **c).logits, before, rtol=1e-6, atol=1e-6)
 
 
 @pytest.mark.parametrize("kind", ["classification", "distill"])
