@@ -32,7 +32,7 @@ import time
 from collections import Counter
 from collections.abc import Callable
 from functools import partial
-from typing import NamedTuple
+from typing import Any, NamedTuple
 
 import torch
 import torch.nn.functional as F
@@ -142,12 +142,12 @@ def naive_forward(model: ClassificationAdaPerceiver, x: Tensor, num_tokens: int,
 
 # --- measurement ------------------------------------------------------------------------
 
-def interleaved(fns: dict[str, Callable[[], object]], rounds: int) -> dict[str, list[float]]:
+def interleaved(fns: dict[Any, Callable[[], object]], rounds: int) -> dict[Any, list[float]]:
     """Wall times of each function over ``rounds`` rounds; every round calls all of them in
     turn (after one warm-up call each), so drift of a shared machine hits all alike."""
     for fn in fns.values():
         fn()
-    times: dict[str, list[float]] = {name: [] for name in fns}
+    times: dict[Any, list[float]] = {name: [] for name in fns}
     for _ in range(rounds):
         for name, fn in fns.items():
             start = time.perf_counter()
@@ -250,16 +250,21 @@ def bench_config(model: ClassificationAdaPerceiver, peer: PeerAdaPerceiver, x: T
     return t
 
 
-def bench_widths(times: dict[int, list[float]], budget: tuple[int, int, int],
-                 config: dict) -> None:
-    """Time of each FFN width relative to the full width (medians of per-round ratios) next
-    to the FLOP ratio."""
+def bench_widths(model: ClassificationAdaPerceiver, x: Tensor, budget: tuple[int, int, int],
+                 rounds: int) -> None:
+    """Each FFN width at ``budget``'s N and depth, interleaved in the same rounds: time
+    relative to the full width (median [min..max] of per-round ratios) next to the FLOP
+    ratio."""
     N, _, depth = budget
-    full = flops(config, num_tokens=N, depth=depth)
-    for width, t in sorted(times.items()):
-        rel = ratios(t, times[max(times)])
-        print(f"  width {width:>4} (N={N}, depth {depth}): time / full {spread(rel, 1, '.2f')}, "
-              f"FLOPs / full {flops(config, num_tokens=N, mat_dim=width, depth=depth) / full:.2f}")
+    fns = {w: partial(model, x, num_tokens=N, mat_dim=w, depth=depth) for w in WIDTHS}
+    t = interleaved(fns, rounds)
+    full = max(WIDTHS)
+    for width in WIDTHS:
+        gflop = flops(model.config, num_tokens=N, mat_dim=width, depth=depth)
+        print(f"  width {width:>4} (N={N}, depth {depth}, B={x.shape[0]}): time / full "
+              f"{spread(ratios(t[width], t[full]), 1, '.2f')}, FLOPs / full "
+              f"{gflop / flops(model.config, num_tokens=N, mat_dim=full, depth=depth):.2f}",
+              flush=True)
 
 
 def _confidences(model: ClassificationAdaPerceiver, x: Tensor) -> Tensor:
@@ -318,7 +323,7 @@ def bench_compiled(model: ClassificationAdaPerceiver, peer: PeerAdaPerceiver, x:
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true",
-                        help="3 rounds, 3 GEMM samples, exit rows at batch 8 only")
+                        help="3 rounds, 3 GEMM samples, width and exit rows at batch 8 only")
     parser.add_argument("--rounds", type=int, default=7, help="interleaved timing rounds")
     parser.add_argument("--samples", type=int, default=7, help="samples per GEMM shape")
     parser.add_argument("--compile", action="store_true",
@@ -338,14 +343,10 @@ def main(argv: list[str] | None = None) -> None:
         for batch in (1, 8):
             x = torch.randn(batch, 3, 224, 224)
             print(HEADER)
-            times = {budget: bench_config(model, peer, x, budget, rounds, samples)
-                     for budget in CONFIGS}
-            N, _, depth = CONFIGS[0]
-            widths = {w: times[(N, w, depth)]["ours"] if (N, w, depth) in times else
-                      bench_config(model, peer, x, (N, w, depth), rounds, samples)["ours"]
-                      for w in WIDTHS}
-            bench_widths(widths, CONFIGS[0], model.config)
+            for budget in CONFIGS:
+                bench_config(model, peer, x, budget, rounds, samples)
             if batch > 1 or not args.quick:
+                bench_widths(model, x, CONFIGS[0], rounds)
                 bench_exit(model, x, rounds)
             print(f"load average now {load()}", flush=True)
     if args.compile:
