@@ -91,7 +91,7 @@ def attend(q: Tensor, k: Tensor, v: Tensor, plan: AttentionPlan | None = None) -
     """softmax(q k^T / sqrt(hd)) v over the keys the plan allows (ATTN-1, MASK-3..5).
 
     q (B, H, Nq, hd), k and v (B, H, Nk, hd) -> (B, Nq, D), heads merged. Without a
-    plan all keys are attended. A block plan is one attention call whose boolean mask
+    plan all keys are attended. A block plan is one attention call whose additive mask
     admits exactly each query's key prefix (masked keys get weight exactly 0); one call
     measured faster than one call per block, which needs a copy per block.
     """
@@ -100,7 +100,8 @@ def attend(q: Tensor, k: Tensor, v: Tensor, plan: AttentionPlan | None = None) -
     elif plan.causal:
         out = F.scaled_dot_product_attention(q, k, v, is_causal=True)
     else:
-        out = F.scaled_dot_product_attention(q, k, v, attn_mask=plan.boolean_mask(q.device))
+        mask = plan.additive_mask(q.dtype, q.device)  # (N, N)
+        out = F.scaled_dot_product_attention(q, k, v, attn_mask=mask)
     return merge_heads(out)
 
 
