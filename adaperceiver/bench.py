@@ -1,15 +1,25 @@
-"""Throughput benchmark at the published size: ``python -m adaperceiver.bench [--quick]``.
+"""Benchmark at the published size: ``python -m adaperceiver.bench [--quick] [--compile]``.
 
 Model: embed 832, 13 heads, 21 blocks, ffn_ratio 2.57, 224x224 images, patch 16
 (196 patches), random non-trivial weights, float32, ``torch.inference_mode``. For
-batch 1 and 8 and each budget (N, width, depth) it prints images/s, analytic
-GFLOPs per image (``flops``), achieved GFLOP/s and its ratio to this machine's
-float32 matmul peak, measured in the same run (best 2048x2048 ``torch.mm``). A naive
-implementation (conv2d, separate q/k/v, masked attention over all N latents, FFN
-width by multiplying with a 0/1 mask, RoPE via complex numbers, explicit
-softmax(q k^T) v) runs interleaved with the fast one, giving a speedup ratio and a
-cross-check of the outputs.
-Timings are the best of interleaved rounds; the machine may be shared, so compare ratios.
+batch 1 and 8 and each budget (N latents, FFN width, depth) it runs, interleaved in
+the same rounds:
+
+* ours: ``ClassificationAdaPerceiver``;
+* the peer: the same model written the usual timm-ViT way (``bench_peer``), like the
+  official code's fastest CPU path (which ignores the block mask, so does less work);
+* the GEMM floor: every GEMM of our forward (shapes captured with the torch profiler)
+  timed alone, best of several interleaved samples, summed: no implementation
+  using these float32 GEMMs can beat it;
+* optionally (``--compile``) ours through ``adaperceiver.compiled.compile_frozen``.
+
+It prints medians with the spread (min..max) over the rounds, the speedup as the
+median of per-round ratios (peer / ours, same round), our time over the GEMM floor,
+the share of each forward spent outside GEMMs (torch profiler), the load average
+before and after (``os.getloadavg``; a load above the core count means other work
+competed, and the spreads show it), and for widths and per-sample early exit the
+time relative to the full budget next to the FLOP ratio. ``naive_forward`` (mask
+honouring, unfused) cross-checks our outputs.
 """
 
 from __future__ import annotations
@@ -17,14 +27,19 @@ from __future__ import annotations
 import argparse
 import math
 import os
+import statistics
 import time
+from collections import Counter
 from collections.abc import Callable
 from functools import partial
+from typing import Any, NamedTuple
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor
 
+from .bench_peer import PeerAdaPerceiver
+from .compiled import compile_frozen
 from .flops import flops
 from .layers import LN_EPS, CrossAttentionFusion, Mlp
 from .masks import attention_plan
@@ -34,7 +49,11 @@ from .rope import rope_tables
 PUBLISHED = dict(embed_dim=832, num_heads=13, depth=21, max_latent_tokens=256, ffn_ratio=2.57,
                  mask_token_grans=[32, 64, 96, 128, 192, 256], mat_dims=[416, 624, 832],
                  img_size=224, patch_size=16, num_classes=1000, use_embed_ffn=True)
-BUDGETS = [(256, 832, 21), (128, 832, 21), (32, 832, 21), (256, 416, 21), (256, 832, 10)]
+CONFIGS = [(256, 832, 21), (256, 416, 21), (64, 832, 21)]  # (N, width, depth)
+WIDTHS = (416, 624, 832)
+GEMM_OPS = ("aten::addmm", "aten::mm", "aten::bmm", "aten::baddbmm")
+ATTENTION_OPS = ("aten::_scaled_dot_product_flash_attention_for_cpu",
+                 "aten::_scaled_dot_product_attention_math")
 
 
 def randomize(model: torch.nn.Module, seed: int = 0) -> None:
@@ -123,48 +142,129 @@ def naive_forward(model: ClassificationAdaPerceiver, x: Tensor, num_tokens: int,
 
 # --- measurement ------------------------------------------------------------------------
 
-def interleaved(fns: dict[str, Callable[[], object]], rounds: int) -> dict[str, float]:
-    """Best wall time of each function over ``rounds`` rounds; every round calls all of them
-    in turn (after one warm-up call each), so drift of a shared machine hits all alike."""
+def interleaved(fns: dict[Any, Callable[[], object]], rounds: int) -> dict[Any, list[float]]:
+    """Wall times of each function over ``rounds`` rounds; every round calls all of them in
+    turn (after one warm-up call each), so drift of a shared machine hits all alike."""
     for fn in fns.values():
         fn()
-    best = dict.fromkeys(fns, math.inf)
+    times: dict[Any, list[float]] = {name: [] for name in fns}
     for _ in range(rounds):
         for name, fn in fns.items():
             start = time.perf_counter()
             fn()
-            best[name] = min(best[name], time.perf_counter() - start)
-    return best
+            times[name].append(time.perf_counter() - start)
+    return times
 
 
-def _matmul(size: int = 2048) -> tuple[Callable[[], object], float]:
-    """A float32 size x size torch.mm and its FLOPs (the peak reference)."""
-    a, b = torch.randn(size, size), torch.randn(size, size)
-    return partial(torch.mm, a, b), 2.0 * size**3
+def spread(values: list[float], scale: float = 1.0, fmt: str = ".0f") -> str:
+    """'median [min..max]' of ``values`` times ``scale``."""
+    v = sorted(x * scale for x in values)
+    return f"{statistics.median(v):{fmt}} [{v[0]:{fmt}}..{v[-1]:{fmt}}]"
 
 
-def _row(label: str, batch: int, seconds: float, gflop_per_image: float, peak: float,
-         extra: str = "") -> None:
-    rate = gflop_per_image * batch / seconds
-    print(f"{label:<30} B={batch:<2} {batch / seconds:7.2f} img/s {gflop_per_image:6.2f} GFLOP/img "
-          f"{rate:6.1f} GFLOP/s = {rate / peak:4.0%} of peak {peak:5.1f} {extra}", flush=True)
+def ratios(num: list[float], den: list[float]) -> list[float]:
+    """Per-round ratios num_i / den_i (the pairs ran in the same round)."""
+    return [a / b for a, b in zip(num, den, strict=True)]
 
 
-def bench_budgets(model: ClassificationAdaPerceiver, batch: int, rounds: int) -> None:
-    """Fixed budgets: fast vs naive vs matmul peak, interleaved."""
-    x = torch.randn(batch, 3, 224, 224)
-    mm, mm_flops = _matmul()
-    for N, width, depth in BUDGETS:
-        gflop = flops(model.config, num_tokens=N, mat_dim=width, depth=depth) / 1e9
-        fast = partial(model, x, num_tokens=N, mat_dim=width, depth=depth)
-        naive = partial(naive_forward, model, x, N, width, depth)
-        reference = naive()
-        diff = float((fast().logits - reference).abs().max() / reference.abs().max())
-        t = interleaved({"fast": fast, "naive": naive, "mm": mm}, rounds)
-        peak = mm_flops / t["mm"] / 1e9
-        _row(f"N={N} width={width} depth={depth}", batch, t["fast"], gflop, peak,
-             f"| naive {batch / t['naive']:5.2f} img/s, speedup {t['naive'] / t['fast']:4.2f}x, "
-             f"max rel diff {diff:.0e}")
+def load() -> str:
+    return f"{os.getloadavg()[0]:.2f}"
+
+
+# --- profile: GEMM shapes and shares ------------------------------------------------------
+
+class Profile(NamedTuple):
+    """One profiled call: its GEMMs as (op, input shapes) -> count, and the shares of its
+    wall time spent in GEMMs and in attention kernels."""
+
+    gemms: Counter
+    gemm_share: float
+    attention_share: float
+
+
+def profile_call(fn: Callable[[], object]) -> Profile:
+    """Profile one call of ``fn`` (torch profiler, CPU ops with shapes)."""
+    with torch.profiler.profile(activities=[torch.profiler.ProfilerActivity.CPU],
+                                record_shapes=True) as prof:
+        start = time.perf_counter()
+        fn()
+        wall_us = (time.perf_counter() - start) * 1e6
+    gemms: Counter = Counter()
+    gemm_us = attention_us = 0.0
+    for event in prof.events():
+        if event.name in GEMM_OPS:
+            gemms[(event.name, tuple(tuple(s) for s in event.input_shapes))] += 1
+            gemm_us += event.cpu_time_total
+        elif event.name in ATTENTION_OPS:
+            attention_us += event.cpu_time_total
+    return Profile(gemms, gemm_us / wall_us, attention_us / wall_us)
+
+
+def _gemm_call(op: str, shapes: tuple[tuple[int, ...], ...]) -> Callable[[], object]:
+    """A call of ``op`` on fresh random operands of ``shapes``, the weight transposed as an
+    nn.Linear weight is (addmm(bias, x, W^T), mm(x, W^T)); bmm operands contiguous."""
+    if op == "aten::addmm":
+        bias, (m, k), (_, n) = shapes[:3]
+        return partial(torch.addmm, torch.randn(bias), torch.randn(m, k), torch.randn(n, k).t())
+    if op == "aten::mm":
+        (m, k), (_, n) = shapes[:2]
+        return partial(torch.mm, torch.randn(m, k), torch.randn(n, k).t())
+    if op == "aten::bmm":
+        return partial(torch.bmm, *(torch.randn(s) for s in shapes[:2]))
+    return partial(torch.baddbmm, *(torch.randn(s) for s in shapes[:3]))
+
+
+def gemm_floor(gemms: Counter, samples: int) -> float:
+    """Seconds the GEMMs ``gemms`` take alone: each distinct shape timed ``samples`` times
+    (interleaved with the others), its best time times its count, summed."""
+    calls = {key: _gemm_call(*key) for key in gemms}
+    times = interleaved(calls, samples)
+    return sum(min(times[key]) * count for key, count in gemms.items())
+
+
+# --- rows ---------------------------------------------------------------------------------
+
+HEADER = (f"{'N':>4} {'width':>5} {'depth':>5} {'B':>2} | {'ours ms':>20} | {'peer ms':>20} | "
+          f"{'peer/ours':>17} | {'floor ms':>8} {'ours/floor':>10} | {'non-GEMM':>8} "
+          f"{'(attn)':>6} {'peer non-GEMM':>13} | max rel diff")
+
+
+def bench_config(model: ClassificationAdaPerceiver, peer: PeerAdaPerceiver, x: Tensor,
+                 budget: tuple[int, int, int], rounds: int, samples: int,
+                 extra: dict[str, Callable[[], object]] | None = None) -> dict[str, list[float]]:
+    """One row: ours and the peer (and ``extra``) interleaved at ``budget`` (N, width, depth);
+    prints it and returns the samples."""
+    N, width, depth = budget
+    ours = partial(model, x, num_tokens=N, mat_dim=width, depth=depth)
+    theirs = partial(peer, x, N, width, depth)
+    reference = naive_forward(model, x[:1], N, width, depth)
+    diff = float((ours().logits[:1] - reference).abs().max() / reference.abs().max())
+    mine, other = profile_call(ours), profile_call(theirs)
+    floor = gemm_floor(mine.gemms, samples)
+    t = interleaved({"ours": ours, "peer": theirs, **(extra or {})}, rounds)
+    print(f"{N:>4} {width:>5} {depth:>5} {x.shape[0]:>2} | {spread(t['ours'], 1e3):>20} | "
+          f"{spread(t['peer'], 1e3):>20} | {spread(ratios(t['peer'], t['ours']), 1, '.2f'):>17} | "
+          f"{floor * 1e3:8.0f} {statistics.median(t['ours']) / floor:10.2f} | "
+          f"{1 - mine.gemm_share:8.1%} {mine.attention_share:6.1%} {1 - other.gemm_share:13.1%} | "
+          f"{diff:.0e}", flush=True)
+    return t
+
+
+def bench_widths(model: ClassificationAdaPerceiver, x: Tensor, budget: tuple[int, int, int],
+                 rounds: int) -> None:
+    """Each FFN width at ``budget``'s N and depth, interleaved in the same rounds: time
+    relative to the full width (median [min..max] of per-round ratios) next to the FLOP
+    ratio."""
+    N, _, depth = budget
+    fns = {w: partial(model, x, num_tokens=N, mat_dim=w, depth=depth) for w in WIDTHS}
+    t = interleaved(fns, rounds)
+    full = max(WIDTHS)
+    for width in WIDTHS:
+        gflop = flops(model.config, num_tokens=N, mat_dim=width, depth=depth)
+        print(f"  width {width:>4} (N={N}, depth {depth}, B={x.shape[0]}): time / full "
+              f"{spread(ratios(t[width], t[full]), 1, '.2f')}, FLOPs / full "
+              f"{gflop / flops(model.config, num_tokens=N, mat_dim=full, depth=depth):.2f}",
+              flush=True)
 
 
 def _confidences(model: ClassificationAdaPerceiver, x: Tensor) -> Tensor:
@@ -187,42 +287,74 @@ def _spread_tau(conf: Tensor) -> float:
     return max(candidates, key=lambda t: (len(set(exits(t))), -sum(exits(t))))
 
 
-def bench_exit(model: ClassificationAdaPerceiver, batch: int, rounds: int) -> None:
-    """Confidence exit with a tau that spreads the per-sample exit depths, against the fixed
-    full-depth run; GFLOP/img is the mean over samples of flops at each exit depth."""
-    x = torch.randn(batch, 3, 224, 224)
+def bench_exit(model: ClassificationAdaPerceiver, x: Tensor, rounds: int) -> None:
+    """Confidence exit with a tau that spreads the per-sample exit depths: time relative to
+    the fixed full-depth run next to the FLOP ratio (mean over samples of each exit depth)."""
     tau = _spread_tau(_confidences(model, x))
-    mm, mm_flops = _matmul()
-    fns = {"full": partial(model, x), "mm": mm}
+    fns = {"full": partial(model, x)}
     fns.update({p: partial(model, x, depth_tau=tau, exit_policy=p)
                 for p in ("batch_mean", "per_sample")})
     t = interleaved(fns, rounds)
-    peak = mm_flops / t["mm"] / 1e9
-    _row("fixed depth 21", batch, t["full"], flops(model.config) / 1e9, peak)
+    full = flops(model.config)
     for policy in ("batch_mean", "per_sample"):
         depths = fns[policy]().exit_depths.tolist()
-        gflop = sum(flops(model.config, depth=d) for d in depths) / len(depths) / 1e9
-        _row(f"exit {policy} tau={tau:.3g}", batch, t[policy], gflop, peak,
-             f"| exit depths {depths}, time / full depth {t[policy] / t['full']:.2f}")
+        gflop = sum(flops(model.config, depth=d) for d in depths) / len(depths)
+        print(f"  exit {policy:<10} tau={tau:.3g} B={x.shape[0]}: exit depths {depths}, "
+              f"time / full {spread(ratios(t[policy], t['full']), 1, '.2f')}, "
+              f"FLOPs / full {gflop / full:.2f}", flush=True)
+
+
+def bench_compiled(model: ClassificationAdaPerceiver, peer: PeerAdaPerceiver, x: Tensor,
+                   budget: tuple[int, int, int], rounds: int, samples: int) -> None:
+    """The compiled path (compile_frozen) at ``budget`` next to eager ours and the peer."""
+    N, width, depth = budget
+    compiled = compile_frozen(model)
+    run = partial(compiled, x, num_tokens=N, mat_dim=width, depth=depth)
+    start = time.perf_counter()
+    run()
+    cost = time.perf_counter() - start
+    t = bench_config(model, peer, x, budget, rounds, samples, {"compiled": run})
+    print(f"  compiled (inductor, frozen weights): {spread(t['compiled'], 1e3)} ms, "
+          f"peer / compiled {spread(ratios(t['peer'], t['compiled']), 1, '.2f')}, "
+          f"ours eager / compiled {spread(ratios(t['ours'], t['compiled']), 1, '.2f')}; "
+          f"compile + first call {cost:.0f} s", flush=True)
 
 
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--quick", action="store_true", help="batch 8 only, one round")
-    parser.add_argument("--rounds", type=int, default=3, help="interleaved timing rounds")
+    parser.add_argument("--quick", action="store_true",
+                        help="3 rounds, 3 GEMM samples, width and exit rows at batch 8 only")
+    parser.add_argument("--rounds", type=int, default=7, help="interleaved timing rounds")
+    parser.add_argument("--samples", type=int, default=7, help="samples per GEMM shape")
+    parser.add_argument("--compile", action="store_true",
+                        help="also time the compiled path (compiles for minutes)")
     args = parser.parse_args(argv)
-    rounds = 1 if args.quick else args.rounds
+    rounds, samples = (3, 3) if args.quick else (args.rounds, args.samples)
     torch.manual_seed(0)
     model = ClassificationAdaPerceiver(**PUBLISHED).eval()
     randomize(model)
-    print(f"torch {torch.__version__}, {torch.get_num_threads()} threads, load average "
-          f"{os.getloadavg()[0]:.2f}; peak = best float32 2048x2048 torch.mm in the same rounds; "
-          "GFLOP/img = adaperceiver.flops")
+    peer = PeerAdaPerceiver(model.config).eval()
+    peer.load_state_dict(model.state_dict())
+    print(f"torch {torch.__version__}, {torch.get_num_threads()} threads, {os.cpu_count()} CPUs, "
+          f"load average {load()}; {rounds} rounds; times in ms as median [min..max]; "
+          "peer/ours = median [min..max] of per-round ratios; floor = our GEMMs alone; "
+          "non-GEMM = share of the profiled forward outside GEMMs (attn: in attention kernels)")
     with torch.inference_mode():
-        for batch in (8,) if args.quick else (1, 8):
-            bench_budgets(model, batch, rounds)
-            bench_exit(model, batch, rounds)
-    print(f"load average at the end {os.getloadavg()[0]:.2f}")
+        for batch in (1, 8):
+            x = torch.randn(batch, 3, 224, 224)
+            print(HEADER)
+            for budget in CONFIGS:
+                bench_config(model, peer, x, budget, rounds, samples)
+            if batch > 1 or not args.quick:
+                bench_widths(model, x, CONFIGS[0], rounds)
+                bench_exit(model, x, rounds)
+            print(f"load average now {load()}", flush=True)
+    if args.compile:
+        with torch.no_grad():
+            for batch in (1, 8):
+                bench_compiled(model, peer, torch.randn(batch, 3, 224, 224), CONFIGS[0],
+                               rounds, samples)
+    print(f"load average at the end {load()}")
 
 
 if __name__ == "__main__":

@@ -2,9 +2,10 @@
 
 FLOPs = 2 x multiply-accumulates of the matrix products (normalisations, GELU,
 softmax, RoPE and residual adds are not counted). Attention counts only the
-(query, key) pairs the token mask admits (MASK-3..5), which is what the
-implementation computes. Symbols: M patches, N latents, D embed_dim, F FFN hidden
-units, h = int(mat_dim * ffn_ratio) the blocks' FFN width, C classes, E output_feat_dim.
+(query, key) pairs the token mask admits (MASK-3..5), the work the spec asks
+for (the CPU kernel also scores masked pairs: one masked call is faster than one
+call per block). Symbols: M patches, N latents, D embed_dim, F FFN hidden units,
+h = int(mat_dim * ffn_ratio) the blocks' FFN width, C classes, E output_feat_dim.
 """
 
 from __future__ import annotations

@@ -1,19 +1,15 @@
 """Building blocks: MLP with Matryoshka width, self-attention, cross-attention fusion, block.
 
 Parameters keep the published checkpoint layout (``q``/``k``/``v``/``proj``,
-``fc1``/``fc2``, ``norm1``, ``ls1.gamma`` ...). For inference the layers use
-derived copies built lazily from those parameters (``DerivedWeights``): the fused
-q/k/v (or k/v) projection, and fc1 padded with zero rows to a multiple of 16
-hidden units (GEMMs with an odd output width run up to 2x slower; a zero row gives
-GELU(0) = 0, so the padding is exact). The copies are rebuilt whenever a parameter
-changes, and are bypassed when autograd needs the parameters or under
-``torch.compile``.
+``fc1``/``fc2``, ``norm1``, ``ls1.gamma`` ...) and the layers compute with them
+directly: no derived copies (a fused q/k/v or padded fc1 measured no faster on CPU,
+see docs/performance.md), so results always follow the current parameters,
+however they were changed, from any number of threads (STATE-1).
 """
 
 from __future__ import annotations
 
-from collections import OrderedDict
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from typing import NamedTuple
 
 import torch
@@ -24,7 +20,6 @@ from .masks import AttentionPlan
 from .rope import apply_rope
 
 LN_EPS = 1e-6  # NUM-1: every LayerNorm (timm's) uses eps 1e-6
-PAD_MULTIPLE = 16  # fc1 output width is padded to this multiple in the fast path
 
 
 def layer_norm(dim: int) -> nn.LayerNorm:
@@ -32,68 +27,12 @@ def layer_norm(dim: int) -> nn.LayerNorm:
     return nn.LayerNorm(dim, eps=LN_EPS)
 
 
-def use_derived(*params: Tensor) -> bool:
-    """True when derived copies of ``params`` may replace them: autograd does not need
-    them, we are not tracing for torch.compile, and they carry version counters."""
-    if torch.compiler.is_compiling():
-        return False
-    if torch.is_grad_enabled() and any(p.requires_grad for p in params):
-        return False
-    return not any(p.is_inference() for p in params)
-
-
-class DerivedWeights:
-    """Pure LRU cache of tensors derived from parameters.
-
-    An entry remembers its source parameters (a detached alias, which keeps their
-    storage alive so its address cannot be reused) and their version counters: any
-    in-place update (``load_state_dict``, ``copy_``), ``.to()`` or reassignment makes
-    the entry stale and it is rebuilt. Results therefore never depend on earlier
-    calls (STATE-1).
-    """
-
-    def __init__(self, maxsize: int = 4):
-        self.maxsize = maxsize
-        self._entries: OrderedDict[object, tuple[list, tuple[Tensor | None, ...]]] = OrderedDict()
-
-    def get(self, name: object, params: Sequence[Tensor | None],
-            build: Callable[[], tuple[Tensor | None, ...]]) -> tuple[Tensor | None, ...]:
-        hit = self._entries.get(name)
-        if hit is not None and all(_same(seen, p) for seen, p in zip(hit[0], params, strict=True)):
-            self._entries.move_to_end(name)
-            return hit[1]
-        with torch.no_grad():
-            value = build()
-        self._entries[name] = ([None if p is None else (p.detach(), p._version) for p in params],
-                               value)
-        self._entries.move_to_end(name)
-        while len(self._entries) > self.maxsize:
-            self._entries.popitem(last=False)
-        return value
-
-    def __deepcopy__(self, memo):
-        return DerivedWeights(self.maxsize)
-
-
-def _same(seen: tuple[Tensor, int] | None, p: Tensor | None) -> bool:
-    """Is ``p`` still the tensor (storage, dtype, device, shape, version) seen at build time?"""
-    if seen is None or p is None:
-        return seen is None and p is None
-    alias, version = seen
-    return (alias.data_ptr() == p.data_ptr() and alias.dtype == p.dtype
-            and alias.device == p.device and alias.shape == p.shape and version == p._version)
-
-
-def _cat_or_none(tensors: Sequence[Tensor | None]) -> Tensor | None:
-    return None if tensors[0] is None else torch.cat(list(tensors))
-
-
 class Mlp(nn.Module):
     """FFN = fc2(GELU(fc1(x))) (BLOCK-3, NUM-2 exact erf GELU) with Matryoshka width.
 
     ``forward(x, hidden=h)`` keeps the first h hidden units: rows [:h] of fc1 and its
-    bias, columns [:h] of fc2; fc2's bias is kept (MAT-1). The weights are sliced,
-    never masked.
+    bias, columns [:h] of fc2; fc2's bias is kept (MAT-1). The weights are sliced as
+    views, never masked or copied.
     """
 
     def __init__(self, in_features: int, hidden_features: int, out_features: int):
@@ -101,29 +40,23 @@ class Mlp(nn.Module):
         self.hidden_features = hidden_features
         self.fc1 = nn.Linear(in_features, hidden_features)
         self.fc2 = nn.Linear(hidden_features, out_features)
-        self._derived = DerivedWeights()
 
     def forward(self, x: Tensor, hidden: int | None = None) -> Tensor:
         h = self.hidden_features if hidden is None else hidden
-        w1, b1 = self._fc1(h)
-        a = F.gelu(F.linear(x, w1, b1))  # (..., h) or (..., h padded) with zero padding
-        return F.linear(a[..., :h], self.fc2.weight[:, :h], self.fc2.bias)
+        a = F.linear(x, self.fc1.weight[:h], self.fc1.bias[:h])  # (..., h)
+        a = gelu_(a) if may_overwrite(a) else F.gelu(a)
+        return F.linear(a, self.fc2.weight[:, :h], self.fc2.bias)
 
-    def _fc1(self, h: int) -> tuple[Tensor, Tensor]:
-        """fc1 rows [:h]; in the fast path padded with zero rows to a multiple of 16."""
-        w, b = self.fc1.weight, self.fc1.bias
-        if h % PAD_MULTIPLE == 0 or not use_derived(w, b):
-            return w[:h], b[:h]
 
-        def padded() -> tuple[Tensor, Tensor]:
-            hp = -(-h // PAD_MULTIPLE) * PAD_MULTIPLE
-            wp = w.new_zeros(hp, w.shape[1])  # (hp, D)
-            bp = b.new_zeros(hp)  # (hp,)
-            wp[:h] = w[:h]
-            bp[:h] = b[:h]
-            return wp, bp
+def may_overwrite(t: Tensor) -> bool:
+    """Can the fresh intermediate ``t`` be updated in place? Not when autograd records it
+    (its old value may be needed for the backward pass) nor while tracing (functional graphs)."""
+    return not (t.requires_grad or torch.compiler.is_compiling())
 
-        return self._derived.get(h, (w, b), padded)
+
+def gelu_(t: Tensor) -> Tensor:
+    """Exact (erf) GELU in place (NUM-2); saves allocating a second (..., h) activation."""
+    return torch._C._nn.gelu_(t)
 
 
 class LayerScale(nn.Module):
@@ -135,6 +68,13 @@ class LayerScale(nn.Module):
 
     def forward(self, x: Tensor) -> Tensor:
         return x * self.gamma
+
+
+def residual(x: Tensor, scale: nn.Module, y: Tensor) -> Tensor:
+    """x + scale(y) (BLOCK-1, BLOCK-2): one fused multiply-add when ``scale`` is a LayerScale."""
+    if isinstance(scale, LayerScale):
+        return torch.addcmul(x, y, scale.gamma)
+    return x + scale(y)
 
 
 def split_heads(x: Tensor, num_heads: int) -> Tensor:
@@ -150,16 +90,19 @@ def merge_heads(x: Tensor) -> Tensor:
 def attend(q: Tensor, k: Tensor, v: Tensor, plan: AttentionPlan | None = None) -> Tensor:
     """softmax(q k^T / sqrt(hd)) v over the keys the plan allows (ATTN-1, MASK-3..5).
 
-    q (B, H, Nq, hd), k and v (B, H, Nk, hd) -> (B, H, Nq, hd). Without a plan all
-    keys are attended. A block plan runs each block's queries over its key prefix.
+    q (B, H, Nq, hd), k and v (B, H, Nk, hd) -> (B, Nq, D), heads merged. Without a
+    plan all keys are attended. A block plan is one attention call whose additive mask
+    admits exactly each query's key prefix (masked keys get weight exactly 0); one call
+    measured faster than one call per block, which needs a copy per block.
     """
     if plan is None or (len(plan.spans) == 1 and not plan.causal):
-        return F.scaled_dot_product_attention(q, k, v)
-    if plan.causal:
-        return F.scaled_dot_product_attention(q, k, v, is_causal=True)
-    outs = [F.scaled_dot_product_attention(q[:, :, q0:q1], k[:, :, :k1], v[:, :, :k1])
-            for q0, q1, k1 in plan.spans]
-    return torch.cat(outs, dim=2)  # (B, H, N, hd)
+        out = F.scaled_dot_product_attention(q, k, v)
+    elif plan.causal:
+        out = F.scaled_dot_product_attention(q, k, v, is_causal=True)
+    else:
+        mask = plan.additive_mask(q.dtype, q.device)  # (N, N)
+        out = F.scaled_dot_product_attention(q, k, v, attn_mask=mask)
+    return merge_heads(out)
 
 
 class Projections(nn.Module):
@@ -171,22 +114,11 @@ class Projections(nn.Module):
         self.k = nn.Linear(dim, dim, bias=qkv_bias)
         self.v = nn.Linear(dim, dim, bias=qkv_bias)
         self.proj = nn.Linear(dim, dim, bias=proj_bias)
-        self._derived = DerivedWeights()
 
     def heads(self, x: Tensor, names: tuple[str, ...], num_heads: int) -> tuple[Tensor, ...]:
-        """x (B, N, D) projected by the named linears in one fused matmul, each result split
-        into heads: a tuple of len(names) tensors (B, H, N, hd)."""
-        layers = [getattr(self, name) for name in names]
-        weights = [layer.weight for layer in layers]
-        biases = [layer.bias for layer in layers]
-        if use_derived(*weights, *(b for b in biases if b is not None)):
-            w, b = self._derived.get(
-                names, weights + biases, lambda: (torch.cat(weights), _cat_or_none(biases)))
-        else:
-            w, b = torch.cat(weights), _cat_or_none(biases)
-        y = F.linear(x, w, b)  # (B, N, len(names) * D)
-        y = y.unflatten(-1, (len(names), num_heads, -1))  # (B, N, len(names), H, hd)
-        return y.permute(2, 0, 3, 1, 4).unbind(0)  # len(names) x (B, H, N, hd)
+        """x (B, N, D) projected by each named linear and split into heads: a tuple of
+        len(names) views (B, H, N, hd)."""
+        return tuple(split_heads(getattr(self, name)(x), num_heads) for name in names)
 
 
 class SelfAttention(Projections):
@@ -199,7 +131,7 @@ class SelfAttention(Projections):
     def forward(self, x: Tensor, rope: tuple[Tensor, Tensor], plan: AttentionPlan) -> Tensor:
         q, k, v = self.heads(x, ("q", "k", "v"), self.num_heads)  # (B, H, N, hd) each
         q, k = apply_rope(q, *rope), apply_rope(k, *rope)
-        return self.proj(merge_heads(attend(q, k, v, plan)))
+        return self.proj(attend(q, k, v, plan))
 
 
 class CrossAttentionFusion(nn.Module):
@@ -225,7 +157,7 @@ class CrossAttentionFusion(nn.Module):
         k, v = self.cattn.heads(self.src_norm(src), ("k", "v"), self.num_heads)  # (B, H, Nk, hd)
         if rope_k is not None:
             k = apply_rope(k, *rope_k)
-        return self.cattn.proj(merge_heads(attend(q.expand(k.shape[0], -1, -1, -1), k, v)))
+        return self.cattn.proj(attend(q.expand(k.shape[0], -1, -1, -1), k, v))
 
     def fold_token_query(self, q: Tensor, rope_k: tuple[Tensor, Tensor]) -> TokenQuery:
         """Fold one batch-independent query token q (1, H, 1, hd) into the key projection.
@@ -287,8 +219,8 @@ class Block(nn.Module):
 
     def forward(self, x: Tensor, rope: tuple[Tensor, Tensor], plan: AttentionPlan,
                 widths: WidthGroups) -> Tensor:
-        x = x + self.ls1(self.attn(self.norm1(x), rope, plan))
-        return x + self.ls2(widths.apply(self.ffn, self.norm2(x)))
+        x = residual(x, self.ls1, self.attn(self.norm1(x), rope, plan))
+        return residual(x, self.ls2, widths.apply(self.ffn, self.norm2(x)))
 
 
 class WidthGroups:

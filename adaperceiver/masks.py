@@ -1,12 +1,10 @@
 """Token masks of the processing blocks' self-attention, as attention plans (MASK-1..5).
 
 A mask is never multiplied in: it is turned into an ``AttentionPlan`` that the
-attention kernel follows exactly.
+attention kernel follows exactly (a boolean mask: masked keys get weight exactly 0).
 
 * block (MASK-3): the queries of block b (g_{b-1} <= i < g_b) attend keys [0, g_b).
-  The plan lists one (query_start, query_end, key_end) span per block, so each
-  block's queries run unmasked attention over their key prefix (no FLOPs spent on
-  masked-out keys).
+  The plan lists one (query_start, query_end, key_end) span per block.
 * causal (MASK-4): one span with ``causal=True``.
 * none (MASK-5), or attn_layer "full" (MASK-1): one unmasked span over all keys.
 """
@@ -35,15 +33,25 @@ class AttentionPlan:
         return sum((q1 - q0) * k1 for q0, q1, k1 in self.spans)
 
     def boolean_mask(self, device: torch.device | str = "cpu") -> torch.Tensor:
-        """The plan as a boolean (N, N) mask, True where query i may attend key j (used by
-        the naive baseline of the benchmark and by tests; the model follows the spans)."""
+        """The plan as a boolean (N, N) mask, True where query i may attend key j: j below
+        the key end of i's span (and j <= i when causal), built in three small ops."""
         n = self.num_tokens
-        mask = torch.zeros(n, n, dtype=torch.bool, device=device)
+        ends = [0] * n  # key end of each query; 0 for a query in no span
         for q0, q1, k1 in self.spans:
-            mask[q0:q1, :k1] = True
+            ends[q0:q1] = [k1] * (q1 - q0)
+        keys = torch.arange(n, device=device)  # (N,)
+        bound = torch.tensor(ends, device=device)
         if self.causal:
-            mask &= torch.ones(n, n, dtype=torch.bool, device=device).tril()
-        return mask
+            bound = torch.minimum(bound, keys + 1)
+        return keys < bound[:, None]  # (1, N) < (N, 1) -> (N, N)
+
+    def additive_mask(self, dtype: torch.dtype, device: torch.device | str = "cpu") -> torch.Tensor:
+        """The plan as an (N, N) score bias: 0 where query i may attend key j, -inf elsewhere
+        (adding 0 leaves a score unchanged; exp(-inf) = 0 gives a masked key weight exactly
+        0). The CPU attention kernel runs it as fast as no mask, a boolean mask up to 2x
+        slower."""
+        allowed = self.boolean_mask(device)
+        return torch.zeros((), dtype=dtype, device=device).masked_fill(~allowed, float("-inf"))
 
 
 def granularities(token_grans: Sequence[int], num_tokens: int) -> tuple[int, ...]:

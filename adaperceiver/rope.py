@@ -37,10 +37,21 @@ def apply_rope(x: Tensor, cos: Tensor, sin: Tensor) -> Tensor:
     """Rotate adjacent channel pairs (2i, 2i+1) of every head (ROPE-1).
 
     x (B, H, N, hd); cos, sin (N, hd/2) already in ``rope_dtype(x.dtype)``.
-    x'_{2i} = x_{2i} cos - x_{2i+1} sin,  x'_{2i+1} = x_{2i} sin + x_{2i+1} cos.
+    x'_{2i} = x_{2i} cos - x_{2i+1} sin,  x'_{2i+1} = x_{2i} sin + x_{2i+1} cos,
+    which is the complex product (x_{2i} + i x_{2i+1}) (cos + i sin): eagerly one
+    complex multiply reads x once (the same products and sums as the real formula);
+    while tracing (torch.compile, export) the real formula is used, which compilers
+    fuse and exporters support.
     """
     work = x.to(cos.dtype)
     pairs = work.unflatten(-1, (-1, 2))  # (B, H, N, hd) -> (B, H, N, hd/2, 2)
-    even, odd = pairs.unbind(-1)  # (B, H, N, hd/2) each
-    rotated = torch.stack((even * cos - odd * sin, even * sin + odd * cos), dim=-1)
+    if torch.compiler.is_compiling():
+        even, odd = pairs.unbind(-1)  # (B, H, N, hd/2) each
+        rotated = torch.stack((even * cos - odd * sin, even * sin + odd * cos), dim=-1)
+    else:
+        offsets = (*pairs.stride()[:-1], pairs.storage_offset())
+        if pairs.stride(-1) != 1 or any(s % 2 for s in offsets):
+            pairs = pairs.contiguous()  # view_as_complex needs (re, im) adjacent
+        turn = torch.complex(cos, sin)  # (N, hd/2): e^{i angle}
+        rotated = torch.view_as_real(torch.view_as_complex(pairs) * turn)
     return rotated.flatten(-2).to(x.dtype)  # (B, H, N, hd/2, 2) -> (B, H, N, hd)
