@@ -9,6 +9,7 @@ units, h = int(mat_dim * ffn_ratio) the blocks' FFN width, C classes, E output_f
 
 from __future__ import annotations
 
+from collections import Counter
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -138,13 +139,16 @@ def anytime_flops(config: Mapping[str, Any], *, num_tokens: int | None = None,
 
     entries = np.zeros((K, len(grans)))
     grid = 0.0
-    for m, h in zip(widths, hiddens, strict=True):
-        entries += [[flops(c, num_tokens=g, mat_dim=m, depth=d, image_size=image_size,
-                           token_grans=grans_arg) for g in grans] for d in range(1, K + 1)]
+    # each distinct width once, weighted by its number of samples (a batch has few widths)
+    for (m, h), count in Counter(zip(widths, hiddens, strict=True)).items():
+        entries += count * np.array(
+            [[flops(c, num_tokens=g, mat_dim=m, depth=d, image_size=image_size,
+                    token_grans=grans_arg) for g in grans] for d in range(1, K + 1)])
         if one_pass:
-            grid += 2 * (_trunk_macs(c, M, N, h, K, grans_arg) + writes(N, len(grans)))
+            grid += count * 2 * (_trunk_macs(c, M, N, h, K, grans_arg) + writes(N, len(grans)))
         else:
-            grid += 2 * sum(_trunk_macs(c, M, g, h, K, grans_arg) + writes(g, 1) for g in grans)
+            grid += count * 2 * sum(_trunk_macs(c, M, g, h, K, grans_arg) + writes(g, 1)
+                                    for g in grans)
     return AnytimeFlops(entries / len(hiddens), grid / len(hiddens), grans, one_pass)
 
 

@@ -79,29 +79,13 @@ def joint_loss(model: ClassificationAdaPerceiver, x: Tensor, y: Tensor,
     mat_dims = model.config["mat_dims"]
     widths = [mat_dims[i] for i in torch.randint(len(mat_dims), (x.shape[0],),
                                                  generator=generator).tolist()]
-    logits = _anytime_logits(model, x, widths)  # (B, L, G, C)
+    logits = model.anytime(x, mat_dim=widths).logits  # (B, L, G, C)
     B, L, G, C = logits.shape
     token_loss = F.cross_entropy(logits[:, -1].reshape(B * G, C), y.repeat_interleave(G))
     grans = torch.randint(G, (L,), generator=generator)
     per_block = logits[:, torch.arange(L), grans]  # (B, L, C): block l at granularity g_l
     depth_loss = F.cross_entropy(per_block.reshape(B * L, C), y.repeat_interleave(L))
     return token_loss + depth_loss
-
-
-def _anytime_logits(model, x, widths):
-    from .arguments import parse_call
-    from .layers import WidthGroups
-    call = parse_call(model.config, x, mat_dim=widths)
-    _, latents, rope, _ = model._start(x, call, False)
-    plan = model._plan(call)
-    wg = WidthGroups(call.hidden)
-    rows = []
-    for block in model.blocks:
-        latents = block(latents, rope, plan, wg)
-        rows.append(torch.stack([model.output_adapter(model._write(
-            latents[:, :g], model._write_query((rope[0][:g], rope[1][:g]))))[:, 0]
-            for g in call.token_grans], 1))
-    return torch.stack(rows, 1)
 
 
 @torch.inference_mode()
@@ -158,10 +142,10 @@ def grid_accuracy(model: ClassificationAdaPerceiver, x: Tensor, y: Tensor) -> di
     "N=.. depth=.. width=..", from one anytime pass per width."""
     found = {}
     for m in model.config["mat_dims"]:
-        logits = _anytime_logits(model, x, m)
-        correct = (logits.argmax(-1) == y[:, None, None]).double().mean(0)  # (L, G)
-        for li, depth in enumerate(range(1, model.config["depth"] + 1)):
-            for gi, g in enumerate(model.config["mask_token_grans"]):
+        out = model.anytime(x, mat_dim=m)
+        correct = (out.logits.argmax(-1) == y[:, None, None]).double().mean(0)  # (L, G)
+        for li, depth in enumerate(out.depths):
+            for gi, g in enumerate(out.granularities):
                 found[f"N={g} depth={depth} width={m}"] = float(correct[li, gi])
     return found
 

@@ -19,6 +19,8 @@ MAX_TOKENS = 65536  # the command's bound on --num-tokens (attention is N x N pe
 
 
 def run(args: argparse.Namespace) -> int:
+    if args.threads is not None:
+        torch.set_num_threads(args.threads)
     if args.exit_policy is not None and args.depth_tau is None:
         raise CliError("--exit-policy needs --depth-tau (without early exit it has no effect)")
     if args.num_tokens is not None and args.num_tokens > MAX_TOKENS:
@@ -61,4 +63,5 @@ def register(subparsers: Any) -> None:
                             help="confidence early exit threshold in [0, 1]")
     p.add_argument("--exit-policy", choices=EXIT_POLICIES,
                    help="with --depth-tau: batch_mean (default, upstream) or per_sample")
+    p.add_argument("--threads", type=positive_int, help="torch threads (default: torch's)")
     p.set_defaults(func=run)

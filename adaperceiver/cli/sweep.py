@@ -72,6 +72,8 @@ def print_choice(evaluation: Evaluation, budget: float) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    if args.threads is not None:
+        torch.set_num_threads(args.threads)
     loaded = checkpoint.load(args.checkpoint)
     x, y = load_data(args.data, loaded)
     out = Path(args.out)
@@ -101,4 +103,5 @@ def register(subparsers: Any) -> None:
                    "image, and the depth_tau that meets it on this data")
     p.add_argument("--batch-size", type=positive_int, default=64, help="images per forward; "
                    "batch_mean early exit decides per batch (default: %(default)s)")
+    p.add_argument("--threads", type=positive_int, help="torch threads (default: torch's)")
     p.set_defaults(func=run)
