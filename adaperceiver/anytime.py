@@ -27,7 +27,8 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from .arguments import CallArgs, check_depth_tau, check_exit_policy, parse_call
+from .arguments import CallArgs, check_depth_tau, check_exit_policy, check_mat_dim, parse_call
+from .config import is_int
 from .flops import anytime_flops, one_pass_exact
 from .layers import CrossAttentionFusion, TokenQuery, WidthGroups
 from .masks import granularities
@@ -73,8 +74,9 @@ def anytime(model: Any, x: Tensor, num_tokens: int | None = None,
     else:  # ANY-4: one pass per granularity, written out on all its latents
         logits = torch.cat([_pass(model, x, replace(call, num_tokens=g), (g,)) for g in grans],
                            dim=2)  # G x (B, K, 1, C) -> (B, K, G, C)
-    cost = anytime_flops(model.config, num_tokens=N, mat_dim=mat_dim, token_grans=token_grans,
-                         image_size=tuple(x.shape[-2:]))
+    widths = check_mat_dim(mat_dim, model.config, x.shape[0])  # one int per row, or None
+    cost = anytime_flops(model.config, num_tokens=N, mat_dim=widths and list(widths),
+                         token_grans=call.token_grans, image_size=tuple(x.shape[-2:]))
     return AnytimeOutput(logits, tuple(range(1, model.config["depth"] + 1)), grans,
                          cost.entries / 1e9, cost.grid / 1e9, one_pass)
 
@@ -144,13 +146,12 @@ def early_exit(logits_by_depth: Tensor, depth_tau: float, exit_policy: str = "ba
     if tau is None:
         raise TypeError("depth_tau must be a real number in [0, 1], got None")
     policy = check_exit_policy(exit_policy)
-    B, K, _ = logits_by_depth.shape
-    if batch_size is not None and not (isinstance(batch_size, int)
-                                       and not isinstance(batch_size, bool) and batch_size >= 1):
+    B = logits_by_depth.shape[0]
+    if batch_size is not None and not (is_int(batch_size) and batch_size >= 1):
         raise ValueError(f"batch_size must be an int >= 1 or None, got {batch_size!r}")
     kappa = logits_by_depth.detach().softmax(-1).amax(-1).double()  # (B, K)
     if policy == "batch_mean":
-        size = B if batch_size is None else batch_size
+        size = B if batch_size is None else int(batch_size)
         chunks = kappa.split(size)  # consecutive batches of `size` rows
         kappa = torch.cat([chunk.mean(0, keepdim=True).expand_as(chunk) for chunk in chunks])
     reached = kappa >= tau  # (B, K)

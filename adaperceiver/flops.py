@@ -39,13 +39,19 @@ def flops(config: Mapping[str, Any], *, num_tokens: int | None = None,
     blocks = check_depth(depth, c)
     M = _patches(c, image_size)
     grans = check_token_grans(token_grans, c)
+    return float(2 * _single_run_macs(c, M, N, h, blocks, grans))
+
+
+def _single_run_macs(c: Mapping[str, Any], M: int, N: int, h: int, blocks: int,
+                     grans: Sequence[int]) -> int:
+    """Multiply-accumulates of one forward pass (trunk, write, head; distill features)."""
     macs = _trunk_macs(c, M, N, h, blocks, grans)
     macs += _cross_attention_macs(c["embed_dim"], 1, N) + _head_macs(c)  # write and head
     if "output_feat_dim" in c:
         D, F = c["embed_dim"], int(c["embed_dim"] * c["ffn_ratio"])
         macs += M * D * D + _cross_attention_macs(D, M, N)  # feature queries and write
         macs += M * (D * F + F * c["output_feat_dim"])
-    return float(2 * macs)
+    return macs
 
 
 def _config(config: Mapping[str, Any]) -> dict[str, Any]:
@@ -127,8 +133,10 @@ def anytime_flops(config: Mapping[str, Any], *, num_tokens: int | None = None,
     c = _config(config)
     N = check_num_tokens(num_tokens, c)
     grans_arg = check_token_grans(token_grans, c)
-    widths = [mat_dim] if mat_dim is None or is_int(mat_dim) else list(mat_dim)
-    hiddens = [_hidden(c, m) for m in widths]
+    widths = Counter([mat_dim] if mat_dim is None or is_int(mat_dim) else list(mat_dim))
+    if not widths:
+        raise ValueError(f"mat_dim must be an int, a non-empty list of ints or None, "
+                         f"got {mat_dim!r}")
     M = _patches(c, image_size)
     K, D, H = c["depth"], c["embed_dim"], c["num_heads"]
     grans = granularities(grans_arg, N)
@@ -139,17 +147,18 @@ def anytime_flops(config: Mapping[str, Any], *, num_tokens: int | None = None,
 
     entries = np.zeros((K, len(grans)))
     grid = 0.0
-    # each distinct width once, weighted by its number of samples (a batch has few widths)
-    for (m, h), count in Counter(zip(widths, hiddens, strict=True)).items():
-        entries += count * np.array(
-            [[flops(c, num_tokens=g, mat_dim=m, depth=d, image_size=image_size,
-                    token_grans=grans_arg) for g in grans] for d in range(1, K + 1)])
+    for m, rows in widths.items():  # each distinct width once, weighted by its rows
+        h = _hidden(c, m)
+        single = [[_single_run_macs(c, M, g, h, d, grans_arg) for g in grans]
+                  for d in range(1, K + 1)]
+        entries += rows * 2 * np.array(single, dtype=np.float64)
         if one_pass:
-            grid += count * 2 * (_trunk_macs(c, M, N, h, K, grans_arg) + writes(N, len(grans)))
+            grid += rows * 2 * (_trunk_macs(c, M, N, h, K, grans_arg) + writes(N, len(grans)))
         else:
-            grid += count * 2 * sum(_trunk_macs(c, M, g, h, K, grans_arg) + writes(g, 1)
-                                    for g in grans)
-    return AnytimeFlops(entries / len(hiddens), grid / len(hiddens), grans, one_pass)
+            grid += rows * 2 * sum(_trunk_macs(c, M, g, h, K, grans_arg) + writes(g, 1)
+                                   for g in grans)
+    B = widths.total()
+    return AnytimeFlops(entries / B, grid / B, grans, one_pass)
 
 
 def _image_size(image_size: Any, c: Mapping[str, Any]) -> tuple[int, int]:

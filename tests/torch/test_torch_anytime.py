@@ -2,9 +2,8 @@
 
 Every grid entry is compared with the single forward call it stands for: float64 to
 1e-10, float32 to TOL-1 (1e-4). Expected values come from ``forward`` (a second,
-independent code path: ``_write`` reads all N latents of a run with N = g), never from
-``anytime`` itself. Oracle comparisons are in test_torch_vs_oracle-style tests of
-tests/oracle/test_anytime.py and the conformance suite.
+independent code path: ``_write`` reads all N latents of a run with N = g) or from the
+NumPy oracle's grid (``reference_numpy.anytime``), never from ``anytime`` itself.
 """
 
 from __future__ import annotations
@@ -16,6 +15,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 from torch_helpers import checkpoint, images, model_class, rel_err, tiny_config, tiny_configs
 
+import reference_numpy as rn
 from adaperceiver import AnytimeOutput, early_exit
 from adaperceiver.flops import flops
 
@@ -95,6 +95,27 @@ def test_grid_entries_equal_single_runs_float32(kind, overrides, args):
     _check_grid(model, x, args, RTOL[torch.float32])
 
 
+@pytest.mark.parametrize("dtype", [torch.float64, torch.float32])
+@pytest.mark.parametrize("kind, overrides, args", [
+    ("classification", {}, {"num_tokens": 11, "mat_dim": [3, 16], "token_grans": [3, 8]}),
+    ("classification", {"attn_layer": "full"}, {"num_tokens": 6}),
+    ("distill", {"block_mask": "causal"}, {"mat_dim": 9}),
+])
+def test_grid_matches_the_oracle_grid(kind, overrides, args, dtype):
+    """ANY-1..4, TOL-1: the PyTorch grid equals the oracle's grid (reference_numpy.anytime)
+    within 1e-10 in float64 and 1e-4 in float32, with the same axes."""
+    config = tiny_config(kind, **overrides)
+    with checkpoint(config, seed=2) as (path, weights):
+        model = model_class(config).from_pretrained(path).to(dtype)
+    x = images(2, config, seed=3)
+    expected = rn.anytime(weights, config, x, **args)
+    with torch.no_grad():
+        grid = model.anytime(torch.from_numpy(x).to(dtype), **args)
+    assert grid.granularities == expected.granularities and grid.depths == expected.depths
+    assert grid.one_pass == expected.one_pass
+    assert rel_err(grid.logits, expected.logits) <= RTOL[dtype]
+
+
 def test_grid_reports_its_axes_and_costs():
     """ANY-1, ANY-5: granularities are MASK-2's list; gflops[l, j] is the analytic cost of
     the single run it stands for (per-sample widths: the batch mean); the grid costs about
@@ -110,6 +131,9 @@ def test_grid_reports_its_axes_and_costs():
                                       token_grans=[3, 8]) for m in (4, 16)]) / 1e9
             assert grid.gflops[d - 1, j] == pytest.approx(expected, rel=1e-12)
     assert grid.gflops[-1, -1] < grid.grid_gflops < grid.gflops.sum()
+    as_tensor = model.anytime(x, num_tokens=11, mat_dim=torch.tensor([4, 16]),
+                              token_grans=np.array([3, 8]))  # ARG-2, ARG-5: 1-D arrays
+    np.testing.assert_array_equal(as_tensor.gflops, grid.gflops)
 
 
 def _separated_taus(kappa: np.ndarray) -> list[float]:
