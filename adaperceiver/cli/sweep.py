@@ -13,6 +13,7 @@ from typing import Any
 import torch
 
 from ..digits import load_digits
+from ..flops import flops
 from . import checkpoint
 from .common import CliError, positive_float, positive_int
 from .evaluation import EXIT_POLICIES, Evaluation, Row, choose, evaluate, table
@@ -75,6 +76,12 @@ def run(args: argparse.Namespace) -> int:
     if args.threads is not None:
         torch.set_num_threads(args.threads)
     loaded = checkpoint.load(args.checkpoint)
+    c = loaded.model.config
+    cheapest = flops(c, num_tokens=min(c["mask_token_grans"]), mat_dim=min(c["mat_dims"]),
+                     depth=1) / 1e9
+    if args.budget is not None and args.budget < cheapest:
+        raise CliError(f"--budget {args.budget:g} GFLOPs is below the cheapest configuration "
+                       f"({cheapest:.6g} GFLOPs per image)")
     x, y = load_data(args.data, loaded)
     out = Path(args.out)
     if out.exists() and not out.is_dir():
