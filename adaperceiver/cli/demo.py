@@ -10,11 +10,15 @@ from typing import Any
 import torch
 
 from . import checkpoint
+from .common import CliError
 from .sweep import BUNDLED_DATA, load_data, report
 
 
 def run(args: argparse.Namespace) -> int:
     torch.set_num_threads(1)  # an 8 x 8 model: more threads only add overhead
+    png = Path(args.out)
+    if not png.parent.is_dir():
+        raise CliError(f"--out {png}: the directory {png.parent} does not exist")
     loaded = checkpoint.load(None)
     x, y = load_data(BUNDLED_DATA, loaded)
     accuracy = loaded.metadata.get("test_accuracy", {}).get("min_over_grid")
@@ -23,7 +27,7 @@ def run(args: argparse.Namespace) -> int:
           + (f" (lowest test accuracy over the grid at training: {100 * accuracy:.2f}%)"
              if accuracy is not None else ""))
     print(f"evaluating {len(x)} held-out test digits at every budget")
-    report(loaded, x, y, Path(args.out), "AdaPerceiver on UCI digits (test split): one model, "
+    report(loaded, x, y, png, "AdaPerceiver on UCI digits (test split): one model, "
            "many budgets", batch_size=64)
     return 0
 

@@ -221,7 +221,7 @@ ERROR_CASES = [
     (["sweep", "--out", "{d}/afile"], 1, "not a directory"),
     (["sweep", "--budget", "-1"], 2, "--budget"),
     (["sweep", "--out", "{d}/sweep", "--budget", "1e-9"], 1, "below the cheapest"),
-    (["demo", "--out", "{d}/no/such/dir/plot.png"], 1, "No such file or directory"),
+    (["demo", "--out", "{d}/no/such/dir/plot.png"], 1, "does not exist"),
     (["train", "--out", "{d}/nonempty"], 1, "not an empty directory"),
     (["train", "--out", "{d}/t", "--seed", "-1"], 2, "--seed"),
     (["train", "--out", "{d}/t", "--lr", "nan"], 2, "--lr"),
