@@ -50,10 +50,10 @@ class TrainSettings:
 
     epochs: int = 100
     batch_size: int = 64
-    lr: float = 2e-3
-    weight_decay: float = 0.05
+    lr: float = 3e-3
+    weight_decay: float = 0.01
     seed: int = 0
-    shift_prob: float = 1.0  # probability that an image gets a random shift
+    shift_prob: float = 0.5  # probability that an image gets a random shift
     max_steps: int | None = None  # stop early (tests); None = epochs * batches per epoch
 
 
