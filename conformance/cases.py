@@ -12,6 +12,8 @@ capabilities it needs and the port lacks: the reasons a test is skipped.
 
 from __future__ import annotations
 
+import json
+import shutil
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -71,6 +73,29 @@ MODELS: dict[str, ModelRecipe] = {m.name: m for m in (
 
 
 @dataclass(frozen=True)
+class TrainedRecipe(ModelRecipe):
+    """A checkpoint with real trained weights: the files of ``source`` copied as they are
+    (the bundled digits model, ``adaperceiver/data/digits-model``, read by path so the suite
+    needs no torch)."""
+
+    source: Path = Path()
+
+    def config(self) -> dict[str, Any]:
+        return json.loads((self.source / "config.json").read_text())
+
+    def write(self, directory: Path) -> Path:
+        directory.mkdir(parents=True, exist_ok=True)
+        for name in ("config.json", "model.safetensors"):
+            shutil.copyfile(self.source / name, directory / name)
+        return directory
+
+
+BUNDLED_DIGITS = Path(__file__).resolve().parents[1] / "adaperceiver" / "data"
+MODELS["cls-digits-trained"] = TrainedRecipe("cls-digits-trained", "classification", {},
+                                             seed=-1, source=BUNDLED_DIGITS / "digits-model")
+
+
+@dataclass(frozen=True)
 class Case:
     """One call on one model recipe.
 
@@ -89,11 +114,22 @@ class Case:
     clauses: tuple[str, ...] = ()
     image_seed: int = 0
     tolerance: Mapping[str, Any] | None = None
+    images: str = "normal"  # or "digits": real test digits of the bundled data (PRE-4)
 
 
 def make_images(shape: Sequence[int], seed: int) -> np.ndarray:
     """Deterministic float32 images (standard normal) of ``shape`` (B, C, H, W)."""
     return np.random.default_rng(seed).standard_normal(tuple(shape)).astype(np.float32)
+
+
+def case_images(case: Case) -> np.ndarray:
+    """The images of a case: ``make_images``, or for ``images="digits"`` the first B digits
+    of the bundled test split as count / 16 (PRE-4), float32 (B, 1, 8, 8)."""
+    if case.images != "digits":
+        return make_images(case.image_shape, case.image_seed)
+    with np.load(BUNDLED_DIGITS / "digits.npz", allow_pickle=False) as data:
+        counts = data["images"][data["test"]][: case.image_shape[0]]
+    return (counts[:, None] / 16).astype(np.float32)  # (B, 8, 8) -> (B, 1, 8, 8)
 
 
 def write_checkpoint(directory: Path, config: Mapping[str, Any], seed: int, *,
@@ -171,6 +207,15 @@ def _golden_cases() -> list[Case]:
         _cls("distill-nonsquare", {"num_tokens": 6}, ("DIST-1", "PATCH-2"), model=dist["model"],
              shape=(2, 3, 8, 12)),
     ]
+    digits = {"model": "cls-digits-trained", "image_shape": (8, 1, 8, 8)}
+    cases += [  # real trained weights on real digits
+        Case("digits-default", **digits, clauses=("OUT-1", "PRE-4"), images="digits"),
+        Case("digits-budget", **digits, call_args={"num_tokens": 8, "mat_dim": 32, "depth": 3},
+             clauses=("MASK-3", "MAT-1", "DEPTH-1"), images="digits"),
+        Case("digits-exit-per_sample-mid", **digits,
+             call_args={"depth_tau": "mid", "exit_policy": "per_sample"},
+             clauses=("EXIT-1", "EXIT-3", "EXIT-4"), images="digits"),
+    ]
     return cases
 
 
@@ -194,6 +239,8 @@ def _anytime_cases() -> list[Case]:
         _cls("grid-odd", {"mat_dim": [7, 3]}, one_pass, model="cls-odd", shape=(2, 2, 12, 12)),
         _cls("grid-distill", {"num_tokens": 12}, (*one_pass, "ANY-2"),
              model="distill-flex-block"),
+        Case("grid-digits", "cls-digits-trained", (8, 1, 8, 8), {"mat_dim": 48}, one_pass,
+             images="digits"),
     ]
 
 

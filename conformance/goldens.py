@@ -34,7 +34,7 @@ from safetensors.numpy import load_file, save_file
 
 from . import exits
 from .adapters import project_version
-from .cases import ANYTIME_CASES, GOLDEN_CASES, MODELS, Case, make_images
+from .cases import ANYTIME_CASES, GOLDEN_CASES, MODELS, Case, case_images
 from .tolerances import RTOL, Tolerance, errors
 
 GOLDENS_DIR = Path(__file__).parent / "goldens"
@@ -127,7 +127,7 @@ def _generate_case(root: Path, case: Case, config: Mapping[str, Any],
                    weights: Mapping[str, np.ndarray]) -> dict[str, Any]:
     from reference_numpy import trace
 
-    images = make_images(case.image_shape, case.image_seed)
+    images = case_images(case)
     args, margin = _resolve_tau(case, config, weights, images)
     result = trace(weights, config, images, **args)
     tensors = {"images": images, "logits": result.logits, "exit_depths": result.exit_depths}
@@ -155,7 +155,7 @@ def _generate_anytime_case(root: Path, case: Case, config: Mapping[str, Any],
     its ``granularities`` (G,)."""
     from reference_numpy import anytime
 
-    images = make_images(case.image_shape, case.image_seed)
+    images = case_images(case)
     grid = anytime(weights, config, images, **case.call_args)
     file = f"cases/{case.id}.safetensors"
     save_file({"images": images, "logits": np.ascontiguousarray(grid.logits),
