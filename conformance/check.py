@@ -91,6 +91,10 @@ class Checker:
     divergence: dict[str, Any] | None = None
     failed: list[Comparison] = field(default_factory=list)
     attribution: str = ""  # how the failed checks' clause was established, when re-attributed
+    # The first case that failed, frozen when assert_ok raises: Hypothesis goes on running
+    # examples (shrinking, replaying) after a failure, and on a shared handle a replay may
+    # pass (its state differs); the report keeps this located failure.
+    first_failure: dict[str, Any] | None = None
 
     def start_case(self, repro: dict[str, Any]) -> None:
         """Begin checking one case (one Hypothesis example); keeps its repro (JSON-ready:
@@ -182,17 +186,18 @@ class Checker:
                          f"({self.divergence['detail']})")
         if self.repro:
             lines.append(f"  repro: {self.repro}")
+        if self.first_failure is None:
+            self.first_failure = self._case_json()
         raise AssertionError("\n".join(lines))
+
+    def _case_json(self) -> dict[str, Any]:
+        return {"repro": self.repro, "first_divergent_stage": self.divergence,
+                "failed_checks": [asdict(c) for c in self.failed],
+                "attribution": self.attribution}
 
     def to_json(self) -> dict[str, Any]:
         errors: dict[str, dict[str, Any]] = {section: {} for section in VERSUS.values()}
         for (versus, quantity), comparison in self.worst.items():
             errors[VERSUS[versus]][quantity] = asdict(comparison)
-        return {
-            "tolerance": asdict(self.tolerance),
-            "errors": errors,
-            "repro": self.repro,
-            "first_divergent_stage": self.divergence,
-            "failed_checks": [asdict(c) for c in self.failed],
-            "attribution": self.attribution,
-        }
+        return {"tolerance": asdict(self.tolerance), "errors": errors,
+                **(self.first_failure or self._case_json())}

@@ -7,8 +7,8 @@ fails wherever that state leaks, not only in the two dedicated STATE-1 tests.
 Every call on a shared handle is appended to its ``history`` as a ``Call``
 (method, images reference, call arguments) so that a leak can be replayed:
 ``locate_leak`` re-runs the failing call on a fresh handle, finds the shortest
-replayed history that reproduces the difference (the previous call alone, else
-everything before it), and compares both sides' stages when the port exposes
+replayed history that reproduces the difference (the last 1, 2, 4, ... calls
+before it, up to ``MAX_REPLAY``), and compares both sides' stages when the port exposes
 them. The result is a ``fresh-handle`` repro that ``python -m conformance.repro``
 re-runs.
 
@@ -32,8 +32,8 @@ from .check import Checker, compare
 from .protocol import PortAdapter
 from .verify import first_divergent_stage, run
 
-# Longest history replayed when the previous call alone does not reproduce a leak.
-MAX_REPLAY = 200
+# Longest history replayed to reproduce a leak (suffixes of 1, 2, 4, ... calls are tried).
+MAX_REPLAY = 64
 METHODS = {"classification": "classify", "distill": "distill"}
 
 
@@ -163,8 +163,8 @@ def locate_leak(shared: SharedHandle, index: int, rtol: float) -> dict[str, Any]
     """Replay the history before ``shared.history[index]`` to reproduce a state leak.
 
     Returns ``{"repro": fresh-handle repro, "divergence": first divergent stage or None,
-    "reproduced": bool}``. The repro's ``history`` is the previous call alone when that
-    reproduces the difference, else up to ``MAX_REPLAY`` earlier calls.
+    "reproduced": bool}``. The repro's ``history`` is the shortest suffix of 1, 2, 4, ...
+    (at most ``MAX_REPLAY``) earlier calls that reproduces the difference.
     """
     port, call = shared.port, shared.history[index]
     fresh = _outcome(call, port, shared.load())
@@ -175,8 +175,12 @@ def locate_leak(shared: SharedHandle, index: int, rtol: float) -> dict[str, Any]
             _outcome(earlier, port, handle)
         return handle
 
-    candidates = [shared.history[max(0, index - 1):index],
-                  shared.history[max(0, index - MAX_REPLAY):index]]
+    lengths, n = [], 1
+    while n < min(index, MAX_REPLAY):
+        lengths.append(n)
+        n *= 2
+    lengths.append(min(index, MAX_REPLAY))
+    candidates = [shared.history[index - n:index] for n in lengths]
     history = next((h for h in candidates
                     if h and not outputs_agree(_outcome(call, port, replayed(h)), fresh, rtol)),
                    None)
@@ -216,6 +220,10 @@ def check_on_shared_handle(check: Checker, shared: SharedHandle,
     shared_log, shared.log = shared.log, None
     if error is None and not check.failed:
         return
+    if check.first_failure is not None:  # a later Hypothesis example: already located
+        if error is not None:
+            raise error
+        check.assert_ok(what)
     trial = Checker(check.tolerance)
     shared.fresh_mode, shared.log = True, []
     try:

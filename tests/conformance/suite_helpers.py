@@ -22,8 +22,9 @@ def run_suite(impl: str, tmp_path: Path, *pytest_args: str, options: tuple[str, 
     report = tmp_path / "report.json"
     command = [sys.executable, "-m", "conformance", "--impl", impl, "--report", str(report),
                *options, "--", "-q", *STRICT_WARNINGS, *pytest_args]
-    paths = [str(HERE), str(ROOT), os.environ.get("PYTHONPATH", "")]
-    full_env = {**os.environ, "PYTHONPATH": os.pathsep.join(p for p in paths if p), **(env or {})}
+    env = dict(env or {})
+    paths = [env.pop("PYTHONPATH", ""), str(HERE), str(ROOT), os.environ.get("PYTHONPATH", "")]
+    full_env = {**os.environ, "PYTHONPATH": os.pathsep.join(p for p in paths if p), **env}
     done = subprocess.run(command, cwd=cwd, env=full_env, capture_output=True, text=True,
                           timeout=900)
     return done, json.loads(report.read_text()) if report.exists() else None
