@@ -162,7 +162,7 @@ def test_same_seed_same_order(tmp_path):
                               "test_golden and cls-gran", options=("--seed", seed))
         orders.append([t["id"] for t in report["tests"]])
     assert orders[0] == orders[1] and sorted(orders[0]) == sorted(orders[2])
-    assert len(orders[0]) == 4
+    assert len(orders[0]) == 7 and orders[0] != orders[2]  # seeds 5 and 6 differ
 
 
 def test_record_resumes_after_an_interrupt(tmp_path, monkeypatch, capsys):
