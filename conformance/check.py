@@ -1,10 +1,15 @@
 """Recorded comparisons: every check a test makes is kept for the report.
 
-A ``Checker`` belongs to one test. It measures each compared tensor with the
-TOL-1 error (``conformance.tolerances.errors``), keeps the worst result per
-quantity, the repro of the case being checked and the first stage that
-diverged, and raises one ``AssertionError`` that names the spec clauses when
-something is out of tolerance.
+A ``Checker`` belongs to one test. Every check names **the one spec clause it
+tests** (``check.close("logits", a, b, clause="MAT-3")``) and **what it compares
+against** (``versus="oracle"``: the port vs the oracle or its goldens, an
+*accuracy* check; ``versus="port"``: the port vs itself, an *invariant*). It
+measures each compared tensor with the TOL-1 error
+(``conformance.tolerances.errors``), keeps the worst result per (versus,
+quantity), the repro of the case being checked and the first stage that
+diverged, and raises one ``AssertionError`` whose first line names the clauses
+of the failed checks. The report marks exactly those clauses failed, not every
+clause the test carries.
 """
 
 from __future__ import annotations
@@ -27,6 +32,8 @@ class Comparison:
     rtol: float
     problem: str = ""  # non-empty when the tensors could not be compared (shape, dtype)
     where: str = ""  # which part of the quantity, e.g. "row 2" or "block_1[:, :4]"
+    clause: str = ""  # the spec clause this check tests (set by the Checker)
+    versus: str = "oracle"  # "oracle": accuracy check; "port": invariant (port vs port)
 
     @property
     def ok(self) -> bool:
@@ -34,6 +41,7 @@ class Comparison:
 
     def describe(self) -> str:
         name = f"{self.quantity} {self.where}".strip()
+        name = f"[{self.clause}] {name}" if self.clause else name
         if self.problem:
             return f"{name}: {self.problem}"
         return (f"{name}: max_rel {self.max_rel:.3g} (rtol {self.rtol:.3g}), "
@@ -65,79 +73,131 @@ def compare_exact(quantity: str, actual: Any, expected: np.ndarray) -> Compariso
     return Comparison(quantity, 0.0, 0.0, 0.0)
 
 
+VERSUS = {"oracle": "accuracy", "port": "invariant"}  # comparison kind -> report section
+
+
 @dataclass
 class Checker:
     """Per-test record of comparisons, repro and stage divergence.
 
     ``tolerance`` is resolved by the plugin for this test id (TOL-1 default or a
-    port override with its reason).
+    port override with its reason). Every recording method takes the keyword
+    ``clause`` (required) and ``versus`` (``"oracle"`` or ``"port"``).
     """
 
     tolerance: Tolerance
-    worst: dict[str, Comparison] = field(default_factory=dict)
+    worst: dict[tuple[str, str], Comparison] = field(default_factory=dict)
     repro: dict[str, Any] | None = None
     divergence: dict[str, Any] | None = None
     failed: list[Comparison] = field(default_factory=list)
+    attribution: str = ""  # how the failed checks' clause was established, when re-attributed
+    # The first case that failed, frozen when assert_ok raises: Hypothesis goes on running
+    # examples (shrinking, replaying) after a failure, and on a shared handle a replay may
+    # pass (its state differs); the report keeps this located failure.
+    first_failure: dict[str, Any] | None = None
 
     def start_case(self, repro: dict[str, Any]) -> None:
-        """Begin checking one case (one Hypothesis example); keeps its repro."""
+        """Begin checking one case (one Hypothesis example); keeps its repro (JSON-ready:
+        call arguments encoded with ``conformance.callargs.encode``)."""
         self.repro = repro
         self.divergence = None
         self.failed = []
+        self.attribution = ""
 
-    def close(self, quantity: str, actual: Any, expected: np.ndarray, *,
-              where: str = "") -> Comparison:
+    def close(self, quantity: str, actual: Any, expected: np.ndarray, *, clause: str,
+              where: str = "", versus: str = "oracle") -> Comparison:
         """Record ``actual`` vs ``expected`` within this test's tolerance.
 
         ``quantity`` ("logits", "features", "latents") keys the worst error kept for
         the report; ``where`` locates the compared part in a failure message.
         """
         result = compare(quantity, actual, expected, self.tolerance.rtol)
-        return self._keep(replace(result, where=where))
+        return self._keep(replace(result, where=where), clause, versus)
 
-    def exact(self, quantity: str, actual: Any, expected: np.ndarray) -> Comparison:
+    def exact(self, quantity: str, actual: Any, expected: np.ndarray, *, clause: str,
+              versus: str = "oracle") -> Comparison:
         """Record an exact comparison (integers)."""
-        return self._keep(compare_exact(quantity, actual, expected))
+        return self._keep(compare_exact(quantity, actual, expected), clause, versus)
 
-    def argmax(self, actual: Any, expected: np.ndarray) -> Comparison:
+    def argmax(self, actual: Any, expected: np.ndarray, *, clause: str,
+               versus: str = "oracle") -> Comparison:
         """Record whether the predicted classes agree (TOL-1: near ties are excused)."""
         if np.shape(actual) != np.shape(expected):
-            return self._keep(compare_exact("argmax", actual, expected))  # shape problem
+            return self._keep(compare_exact("argmax", actual, expected), clause, versus)
         bad = argmax_mismatches(actual, expected, self.tolerance.rtol)
         error = float("inf") if bad else 0.0
         return self._keep(Comparison("argmax", error, error, 0.0,
-                                     f"class differs for samples {bad}" if bad else ""))
+                                     f"class differs for samples {bad}" if bad else ""),
+                          clause, versus)
 
-    def _keep(self, result: Comparison) -> Comparison:
-        old = self.worst.get(result.quantity)
+    def raised(self, error: BaseException, *, clause: str, what: str = "call",
+               versus: str = "oracle") -> Comparison:
+        """Record that the port raised where it should have returned (a failed check)."""
+        problem = f"the port raised {type(error).__name__}: {error}"
+        return self._keep(Comparison(what, float("inf"), float("inf"), 0.0, problem),
+                          clause, versus)
+
+    def reattribute(self, clauses: str | list[str], how: str, *, only: str | None = None) -> None:
+        """Move the current case's failed checks to ``clauses`` (one copy per clause), e.g.
+        to STATE-1 once a state leak is shown to cause them; ``only`` limits the move to
+        checks currently on that clause. ``how`` says why, in the report."""
+        clauses = [clauses] if isinstance(clauses, str) else list(clauses)
+        moved = []
+        for c in self.failed:
+            if only is None or c.clause == only:
+                moved += [replace(c, clause=clause) for clause in clauses]
+            else:
+                moved.append(c)
+        self.failed = moved
+        self.attribution = how
+
+    def _keep(self, result: Comparison, clause: str, versus: str) -> Comparison:
+        if versus not in VERSUS:
+            raise ValueError(f"versus must be one of {sorted(VERSUS)}, got {versus!r}")
+        result = replace(result, clause=clause, versus=versus)
+        key = (versus, result.quantity)
+        old = self.worst.get(key)
         if old is None or (old.ok and not result.ok) or (old.ok == result.ok
                                                           and result.max_rel > old.max_rel):
-            self.worst[result.quantity] = result
+            self.worst[key] = result
         if not result.ok:
             self.failed.append(result)
         return result
 
-    def assert_ok(self, clauses: str, what: str) -> None:
+    def failed_clauses(self) -> list[str]:
+        """Clauses of the current case's failed checks, in first-failure order."""
+        return list(dict.fromkeys(c.clause for c in self.failed))
+
+    def assert_ok(self, what: str) -> None:
         """Raise ``AssertionError`` listing the failed comparisons of the current case.
 
-        ``clauses`` names the spec clauses at stake (e.g. ``"MASK-3, MAT-1"``),
+        The first line starts with the failed checks' clauses (``"MAT-3: ..."``);
         ``what`` says what was compared (``"port vs oracle"``).
         """
         if not self.failed:
             return
-        lines = [f"{clauses}: {what} out of tolerance ({self.tolerance.source})"]
+        lines = [f"{', '.join(self.failed_clauses())}: {what} out of tolerance "
+                 f"({self.tolerance.source})"]
         lines += [f"  {c.describe()}" for c in self.failed]
+        if self.attribution:
+            lines.append(f"  attributed: {self.attribution}")
         if self.divergence:
             lines.append(f"  first divergent stage: {self.divergence['stage']} "
                          f"({self.divergence['detail']})")
         if self.repro:
             lines.append(f"  repro: {self.repro}")
+        if self.first_failure is None:
+            self.first_failure = self._case_json()
         raise AssertionError("\n".join(lines))
 
+    def _case_json(self) -> dict[str, Any]:
+        return {"repro": self.repro, "first_divergent_stage": self.divergence,
+                "failed_checks": [asdict(c) for c in self.failed],
+                "attribution": self.attribution}
+
     def to_json(self) -> dict[str, Any]:
-        return {
-            "tolerance": asdict(self.tolerance),
-            "errors": {q: asdict(c) for q, c in self.worst.items()},
-            "repro": self.repro,
-            "first_divergent_stage": self.divergence,
-        }
+        errors: dict[str, dict[str, Any]] = {section: {} for section in VERSUS.values()}
+        for (versus, quantity), comparison in self.worst.items():
+            errors[VERSUS[versus]][quantity] = asdict(comparison)
+        return {"tolerance": asdict(self.tolerance), "errors": errors,
+                **(self.first_failure or self._case_json())}

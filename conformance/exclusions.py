@@ -9,6 +9,9 @@ TOML::
 
 JSON: ``{"exclusion": [{"reason": "...", "tests": ["...", ...]}]}``.
 
+The file name must end in ``.toml`` or ``.json``: the extension selects the
+format, and any other extension is an error naming the file.
+
 Each entry of ``tests`` is a test-id *prefix* (ids as the report prints them:
 ``<module>::<test>[<params>]``, relative to the suite). An excluded test is
 skipped and listed under its reason in the report; a prefix that matches no
@@ -79,18 +82,32 @@ def parse_exclusions(data: object, source: str) -> Exclusions:
 
 
 def load_exclusions(path: str | Path) -> Exclusions:
-    """Read a ``.toml`` or ``.json`` exclusion file."""
+    """Read an exclusion file; its name must end in ``.toml`` or ``.json`` (the format).
+
+    ``ValueError`` naming the file for an unknown extension, unreadable text or a
+    TOML / JSON syntax error (with its line and column).
+    """
     path = Path(path)
-    text = path.read_text()
+    if path.suffix not in (".toml", ".json"):
+        raise ValueError(f"exclusion file {path}: the name must end in .toml or .json "
+                         f"(which selects the format), got {path.suffix or 'no extension'!r}")
+    try:
+        text = path.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as error:
+        raise ValueError(f"exclusion file {path}: cannot read it: {error}") from error
     if path.suffix == ".toml":
         try:
             import tomllib
         except ModuleNotFoundError:  # Python 3.10
             raise ValueError(f"{path}: TOML exclusion files need Python >= 3.11; "
                              "use the JSON form") from None
-        data = tomllib.loads(text)
-    elif path.suffix == ".json":
-        data = json.loads(text)
+        try:
+            data = tomllib.loads(text)
+        except tomllib.TOMLDecodeError as error:
+            raise ValueError(f"exclusion file {path}: invalid TOML: {error}") from error
     else:
-        raise ValueError(f"exclusion file must end in .toml or .json, got {path}")
+        try:
+            data = json.loads(text)
+        except json.JSONDecodeError as error:
+            raise ValueError(f"exclusion file {path}: invalid JSON: {error}") from error
     return parse_exclusions(data, str(path))

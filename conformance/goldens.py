@@ -67,15 +67,25 @@ def sha256(path: Path) -> str:
 
 def load_manifest(root: Path = GOLDENS_DIR) -> dict[str, Any]:
     """The parsed ``manifest.json``; ``ValueError`` for another format or version."""
-    manifest = json.loads((Path(root) / "manifest.json").read_text())
+    path = Path(root) / "manifest.json"
+    try:
+        manifest = json.loads(path.read_text())
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as error:
+        raise ValueError(f"golden manifest {path}: cannot read it: {error}") from error
     if manifest.get("format") != FORMAT or manifest.get("format_version") != FORMAT_VERSION:
         raise ValueError(f"{root}/manifest.json is not {FORMAT} version {FORMAT_VERSION}")
     return manifest
 
 
 def case_tensors(root: Path, case: Mapping[str, Any]) -> dict[str, np.ndarray]:
-    """The tensors of one manifest case (``images``, ``logits``, ``stages.*``, ...)."""
-    return load_file(Path(root) / case["file"])
+    """The tensors of one manifest case (``images``, ``logits``, ``stages.*``, ...);
+    ``ValueError`` naming the file when it is missing or corrupt."""
+    path = Path(root) / case["file"]
+    try:
+        return load_file(path)
+    except Exception as error:  # SafetensorError, OSError: say which file
+        raise ValueError(f"golden file {path} (case {case['id']!r}) cannot be read: "
+                         f"{type(error).__name__}: {error}") from error
 
 
 def case_tolerance(case: Mapping[str, Any], default: Tolerance, dtype: str) -> Tolerance:

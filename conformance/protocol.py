@@ -23,6 +23,11 @@ Adapter contract (``PortAdapter``):
     holds only the arguments a test sets, by their Python API names:
     ``num_tokens``, ``mat_dim`` (int or list of B ints), ``depth``,
     ``depth_tau``, ``token_grans`` (list of ints), ``exit_policy``.
+    Integers may arrive as Python ``int`` **or NumPy integer scalars**
+    (``np.int64(6)``, also inside ``mat_dim`` / ``token_grans`` lists) and
+    ``depth_tau`` as a Python ``float`` or a NumPy float scalar: they must give
+    the same result as Python values (ARG-1..5; the suite tests it, and repros
+    record the exact types that were passed).
     Returns ``{"logits": (B, 1, C) array, "exit_depths": (B,) int array}``;
     ``exit_depths`` may be omitted: exit depths are then not compared (the logits
     at the exit depth still are) and the oracle-free early-exit test skips.
@@ -62,6 +67,8 @@ from dataclasses import asdict, dataclass, field
 from typing import Any, Protocol, runtime_checkable
 
 import numpy as np
+
+from .tolerances import RTOL
 
 KINDS = ("classification", "distill")
 EXIT_POLICIES = ("batch_mean", "per_sample")
@@ -134,14 +141,39 @@ class Capabilities:
     tolerance_overrides: tuple[ToleranceOverride, ...] = ()
 
     def __post_init__(self) -> None:
+        """Validate every field when the adapter is built, so a typo fails before any test."""
+        for name in ("name", "version", "images_arg"):
+            value = getattr(self, name)
+            if not isinstance(value, str) or not value.strip():
+                raise ValueError(f"Capabilities.{name} must be a non-empty string, got {value!r}")
+        if self.dtype not in RTOL:
+            raise ValueError(f"Capabilities.dtype must be one of {sorted(RTOL)} (the TOL-1 "
+                             f"table), got {self.dtype!r}")
         for name, value, allowed in (("kinds", self.kinds, KINDS),
                                      ("exit_policies", self.exit_policies, EXIT_POLICIES),
                                      ("attn_layers", self.attn_layers, ATTN_LAYERS),
                                      ("block_masks", self.block_masks, BLOCK_MASKS)):
+            if isinstance(value, str) or not isinstance(value, (set, frozenset, list, tuple)):
+                raise ValueError(f"Capabilities.{name} must be a set of strings from "
+                                 f"{list(allowed)}, got {value!r}")
             unknown = set(value) - set(allowed)
             if unknown:
                 raise ValueError(f"Capabilities.{name} has unknown values {sorted(unknown)}; "
                                  f"allowed {list(allowed)}")
+            object.__setattr__(self, name, frozenset(value))  # frozen: normalise in place
+        for name in ("per_sample_width", "resized_inputs", "argument_validation", "stages"):
+            if not isinstance(getattr(self, name), bool):
+                raise ValueError(f"Capabilities.{name} must be True or False, "
+                                 f"got {getattr(self, name)!r}")
+        if not isinstance(self.versions, Mapping) or not all(
+                isinstance(k, str) and isinstance(v, str) for k, v in self.versions.items()):
+            raise ValueError(f"Capabilities.versions must map names to version strings, "
+                             f"got {self.versions!r}")
+        if not isinstance(self.tolerance_overrides, (tuple, list)) or not all(
+                isinstance(o, ToleranceOverride) for o in self.tolerance_overrides):
+            raise ValueError("Capabilities.tolerance_overrides must be a tuple of "
+                             f"ToleranceOverride, got {self.tolerance_overrides!r}")
+        object.__setattr__(self, "tolerance_overrides", tuple(self.tolerance_overrides))
 
     def to_json(self) -> dict[str, Any]:
         """A JSON-ready dict (sets as sorted lists) for the report."""
@@ -164,30 +196,57 @@ class PortAdapter(Protocol):
     def classify(self, handle: Any, images: np.ndarray, **call_args: Any) -> dict: ...
 
 
+class AdapterError(ValueError):
+    """``--impl`` could not be turned into a usable adapter; the message says why."""
+
+
 def load_adapter(spec: str) -> PortAdapter:
     """Build the adapter named by ``"package.module:factory"`` and check its shape.
 
-    Raises ``ValueError`` naming the problem (bad spec, missing attribute, a
-    declared capability without its method).
+    Raises ``AdapterError`` (a ``ValueError``) naming the problem for every way this
+    can go wrong: a bad spec, a module that fails to import (``ImportError``,
+    ``SyntaxError``, any exception or ``sys.exit`` at import time), a missing or
+    non-callable factory, a factory that needs arguments or raises, a result
+    that is not an adapter, invalid capabilities, a declared capability without
+    its method.
     """
     module_name, sep, factory_name = spec.partition(":")
     if not sep or not module_name or not factory_name:
-        raise ValueError(f"--impl must look like 'package.module:factory', got {spec!r}")
-    module = importlib.import_module(module_name)
+        raise AdapterError(f"--impl must look like 'package.module:factory', got {spec!r}")
+    try:
+        module = importlib.import_module(module_name)
+    except (Exception, SystemExit) as error:  # SystemExit: sys.exit() at import time
+        raise AdapterError(f"--impl {spec!r}: importing {module_name} failed: "
+                           f"{type(error).__name__}: {error}") from error
     factory = getattr(module, factory_name, None)
     if not callable(factory):
-        raise ValueError(f"--impl {spec!r}: {module_name} has no callable {factory_name!r}")
-    adapter = factory()
-    caps = getattr(adapter, "capabilities", None)
+        raise AdapterError(f"--impl {spec!r}: {module_name} has no callable {factory_name!r}")
+    try:
+        adapter = factory()
+    except (Exception, SystemExit) as error:
+        hint = (" (the factory must take no arguments)" if isinstance(error, TypeError)
+                and "argument" in str(error) else "")
+        raise AdapterError(f"--impl {spec!r}: calling {factory_name}() raised "
+                           f"{type(error).__name__}: {error}{hint}") from error
+    try:
+        caps = getattr(adapter, "capabilities", None)
+    except Exception as error:  # a property that raises
+        raise AdapterError(f"--impl {spec!r}: reading adapter.capabilities raised "
+                           f"{type(error).__name__}: {error}") from error
+    if caps is None and not callable(getattr(adapter, "classify", None)):
+        raise AdapterError(f"--impl {spec!r}: {factory_name}() returned a "
+                           f"{type(adapter).__name__} ({adapter!r:.80}), not an adapter (an "
+                           "object with capabilities, load and classify; see "
+                           "conformance.protocol)")
     if not isinstance(caps, Capabilities):
-        raise ValueError(f"--impl {spec!r}: adapter.capabilities must be a "
-                         f"conformance.protocol.Capabilities, got {type(caps).__name__}")
+        raise AdapterError(f"--impl {spec!r}: adapter.capabilities must be a "
+                           f"conformance.protocol.Capabilities, got {type(caps).__name__}")
     required = ["load", "classify"]
     required += ["distill"] if "distill" in caps.kinds else []
     required += ["stages"] if caps.stages else []
     required += ["anytime"] if caps.anytime else []
     missing = [name for name in required if not callable(getattr(adapter, name, None))]
     if missing:
-        raise ValueError(f"--impl {spec!r}: adapter lacks method(s) {missing} "
-                         "required by its capabilities")
+        raise AdapterError(f"--impl {spec!r}: adapter lacks method(s) {missing} "
+                           "required by its capabilities")
     return adapter

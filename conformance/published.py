@@ -1,6 +1,7 @@
 """Goldens of the published checkpoints (GOLD-1, second part): record, locate and read.
 
-``record`` runs the oracle on the real weights (``reference_numpy.load_checkpoint``:
+``record`` (with a progress bar and ETA; an interrupted recording resumes from
+``<out>.partial/``) runs the oracle on the real weights (``reference_numpy.load_checkpoint``:
 a local directory or a hub id) for fixed deterministic inputs and calls — the
 default, every granularity, every width of ``mat_dims``, depths 1, K/2 and K,
 and a confidence exit per policy (classification) — and writes ONE safetensors
@@ -19,13 +20,14 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 from safetensors import safe_open
-from safetensors.numpy import save_file
+from safetensors.numpy import load_file, save_file
 
 from . import exits
 from .adapters import project_version
@@ -64,65 +66,122 @@ def _checkpoint_files(model: str) -> dict[str, Path]:
     return {name: Path(hf_hub_download(model, name)) for name in FILES}
 
 
-def _calls(config: dict[str, Any], kind: str, weights: dict, images: np.ndarray) -> list[dict]:
-    """Fixed-budget calls plus, for classification, one well-separated exit per policy."""
-    from reference_numpy import classify
-
+def _fixed_calls(config: dict[str, Any]) -> list[dict[str, Any]]:
+    """The default call, every granularity, every width of ``mat_dims``, depths 1, K/2, K."""
     K = config["depth"]
     calls: list[dict[str, Any]] = [{}]
     calls += [{"num_tokens": g} for g in config["mask_token_grans"]]
     calls += [{"mat_dim": m} for m in config["mat_dims"]]
     calls += [{"depth": d} for d in sorted({1, max(1, K // 2), K})]
-    if kind == "classification":
-        conf = exits.confidence_table(lambda d: classify(weights, config, images, depth=d), K)
-        for policy in ("batch_mean", "per_sample"):
-            tau = exits.mid_tau(conf, policy)
-            if tau is not None:
-                calls.append({"depth_tau": round(tau, 4), "exit_policy": policy})
     return calls
 
 
-def record(model: str, out: Path | None = None) -> Path:
-    """Compute the oracle's outputs on ``model``'s weights and write the golden file."""
-    from reference_numpy import load_checkpoint, trace
+class _Resumable:
+    """Finished oracle runs of one recording, kept in ``<out>.partial/`` until it completes.
+
+    Each unit of work (a fixed-depth run for the exit thresholds, a recorded call) is
+    saved as ``<name>.safetensors`` when done, so an interrupted ``record`` resumes where
+    it stopped. The folder is tied to the weights' sha256 and is discarded otherwise.
+    """
+
+    def __init__(self, directory: Path, key: str) -> None:
+        self.directory = directory
+        stamp = directory / "weights.sha256"
+        if directory.is_dir() and (not stamp.is_file() or stamp.read_text() != key):
+            shutil.rmtree(directory)
+        directory.mkdir(parents=True, exist_ok=True)
+        stamp.write_text(key)
+
+    def done(self) -> int:
+        return len(list(self.directory.glob("*.safetensors")))
+
+    def get(self, name: str, compute, bar) -> dict[str, np.ndarray]:
+        """The saved tensors of unit ``name``, or ``compute()`` saved now (and counted)."""
+        path = self.directory / f"{name}.safetensors"
+        if path.is_file():
+            return load_file(str(path))
+        tensors = {k: np.ascontiguousarray(v) for k, v in compute().items() if v is not None}
+        save_file(tensors, str(path.with_suffix(".tmp")))
+        path.with_suffix(".tmp").replace(path)  # atomic: an interrupt never leaves half a unit
+        bar.update(1)
+        return tensors
+
+    def finish(self) -> None:
+        shutil.rmtree(self.directory)
+
+
+def record(model: str, out: Path | None = None, *, progress: bool = True) -> Path:
+    """Compute the oracle's outputs on ``model``'s weights and write the golden file.
+
+    Prints a progress bar with an ETA (``progress``) and resumes an interrupted
+    recording of the same weights from ``<out>.partial/``.
+    """
+    from tqdm import tqdm
+
+    from reference_numpy import classify, load_checkpoint, trace
 
     files = _checkpoint_files(model)
     config, weights = load_checkpoint(files["config.json"].parent)
     kind = "distill" if "output_feat_dim" in config else "classification"
-    size = config["img_size"]
+    size, K = config["img_size"], config["depth"]
+    out = Path(out) if out else PUBLISHED_DIR / f"{Path(model).name}.safetensors"
+    out.parent.mkdir(parents=True, exist_ok=True)
+    weights_sha256 = sha256(files["model.safetensors"])
+    work = _Resumable(out.with_name(out.name + ".partial"), weights_sha256)
     # float16-representable values: the file stays small and float32 ports see them exactly
     images = make_images((BATCH, config["in_channels"], size, size), seed=0)
     images = images.astype(np.float16).astype(np.float32)
-    calls = _calls(config, kind, weights, images)
-    tensors = {"images": images.astype(np.float16)}
-    for i, args in enumerate(calls):
-        result = trace(weights, config, images, **args)
-        tensors[f"call_{i}.logits"] = result.logits
-        tensors[f"call_{i}.exit_depths"] = result.exit_depths
-        if result.features is not None and i == 0:
-            tensors[f"call_{i}.features"] = result.features
-    out = Path(out) if out else PUBLISHED_DIR / f"{Path(model).name}.safetensors"
-    out.parent.mkdir(parents=True, exist_ok=True)
+    calls = _fixed_calls(config)
+    exit_runs = K if kind == "classification" else 0
+    with tqdm(total=exit_runs + len(calls) + (2 if exit_runs else 0), initial=work.done(),
+              desc=f"recording {Path(model).name}", unit="run", disable=not progress) as bar:
+        if exit_runs:  # fixed-depth runs that place one well-separated threshold per policy
+            conf = exits.confidence_table(lambda d: work.get(f"depth_{d}", lambda: {
+                "logits": classify(weights, config, images, depth=d)}, bar)["logits"], K)
+            for policy in ("batch_mean", "per_sample"):
+                tau = exits.mid_tau(conf, policy)
+                if tau is not None:
+                    calls.append({"depth_tau": round(tau, 4), "exit_policy": policy})
+            bar.total = exit_runs + len(calls)
+            bar.refresh()
+        tensors = {"images": images.astype(np.float16)}
+        for i, args in enumerate(calls):
+            result = work.get(f"call_{i}", lambda args=args: _traced(
+                trace(weights, config, images, **args)), bar)
+            tensors[f"call_{i}.logits"] = result["logits"]
+            tensors[f"call_{i}.exit_depths"] = result["exit_depths"]
+            if "features" in result and i == 0:
+                tensors[f"call_{i}.features"] = result["features"]
     metadata = {
         "format": FORMAT, "format_version": FORMAT_VERSION, "model": model, "kind": kind,
         "config_sha256": sha256(files["config.json"]),
-        "weights_sha256": sha256(files["model.safetensors"]),
+        "weights_sha256": weights_sha256,
         "calls": json.dumps(calls),
         "generator": json.dumps({"adaperceiver-reference": project_version(),
                                  "numpy": np.__version__}),
     }
     save_file({k: np.ascontiguousarray(v) for k, v in tensors.items()}, str(out),
               metadata=metadata)
+    work.finish()
     return out
+
+
+def _traced(result) -> dict[str, np.ndarray | None]:
+    return {"logits": result.logits, "exit_depths": result.exit_depths,
+            "features": result.features}
 
 
 def read(path: Path) -> PublishedGolden:
     """Parse a recorded file; ``ValueError`` if it is not this format."""
-    with safe_open(str(path), framework="numpy") as f:
-        meta = f.metadata() or {}
-        if meta.get("format") != FORMAT or meta.get("format_version") != FORMAT_VERSION:
-            raise ValueError(f"{path} is not an {FORMAT} version {FORMAT_VERSION} file")
-        tensors = {key: f.get_tensor(key) for key in f.keys()}
+    try:
+        with safe_open(str(path), framework="numpy") as f:
+            meta = f.metadata() or {}
+            tensors = {key: f.get_tensor(key) for key in f.keys()}
+    except Exception as error:  # SafetensorError, OSError: say which file
+        raise ValueError(f"published golden {path} cannot be read: "
+                         f"{type(error).__name__}: {error}") from error
+    if meta.get("format") != FORMAT or meta.get("format_version") != FORMAT_VERSION:
+        raise ValueError(f"{path} is not an {FORMAT} version {FORMAT_VERSION} file")
     calls = json.loads(meta["calls"])
     expected = [{key.split(".", 1)[1]: value for key, value in tensors.items()
                  if key.startswith(f"call_{i}.")} for i in range(len(calls))]

@@ -1,13 +1,17 @@
 """The conformance report: per-clause results, worst errors, failures with repros.
 
 ``build_report`` turns the per-test results the plugin collected into one
-JSON-ready dict (format ``adaperceiver-conformance-report`` version 1);
+JSON-ready dict (format ``adaperceiver-conformance-report`` version 2);
 ``summary_lines`` renders it for the terminal. Both are pure functions.
 
 Report keys: ``implementation`` (impl spec, capabilities, versions),
-``environment`` (Python, NumPy, suite versions), ``profile``, ``totals``,
-``clauses`` (id -> counts and failing tests), ``worst_errors`` (quantity ->
-largest relative error and its test), ``failures`` (id, clauses, message,
+``environment`` (Python, NumPy, suite versions), ``profile``, ``seed`` (of the
+random test order; ``--seed`` repeats it), ``totals``, ``clauses`` (id ->
+counts and failing tests: a failed test counts as failed only for the clauses
+its failed checks name, see ``Result.failed_clauses``), ``worst_errors``
+(``accuracy``: port vs oracle or goldens, ``invariant``: port vs port; each
+quantity -> largest relative error and its test), ``failures`` (id, the
+failed clauses, the test's clauses, message, how the clause was attributed,
 repro, first divergent stage), ``exclusions`` (reason -> test ids),
 ``warnings`` and ``tests`` (every test with its outcome and achieved errors).
 """
@@ -23,7 +27,8 @@ from pathlib import Path
 from typing import Any
 
 FORMAT = "adaperceiver-conformance-report"
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2
+SECTIONS = ("accuracy", "invariant")  # worst_errors: port vs oracle, port vs port
 OUTCOMES = ("passed", "failed", "skipped", "excluded")
 
 
@@ -38,6 +43,7 @@ class Result:
     message: str = ""
     record: Mapping[str, Any] | None = None
     exclusion_reason: str | None = None
+    failed_clauses: tuple[str, ...] = ()  # failed: the clauses at fault (plugin.failed_clauses_of)
     extra: dict[str, Any] = field(default_factory=dict)
 
 
@@ -52,21 +58,25 @@ def _json_safe(value: Any) -> Any:
     return value
 
 
-def _worst_errors(results: Iterable[Result]) -> dict[str, dict[str, Any]]:
-    worst: dict[str, dict[str, Any]] = {}
+def _worst_errors(results: Iterable[Result]) -> dict[str, dict[str, dict[str, Any]]]:
+    """Per section (accuracy / invariant) and quantity, the largest relative error and its test."""
+    worst: dict[str, dict[str, dict[str, Any]]] = {section: {} for section in SECTIONS}
     for result in results:
-        for quantity, err in ((result.record or {}).get("errors") or {}).items():
-            rel = err.get("max_rel")
-            if rel is None or not math.isfinite(rel):
-                rel = math.inf
-            if quantity not in worst or rel > worst[quantity]["max_rel"]:
-                worst[quantity] = {"max_rel": rel, "max_abs": err.get("max_abs"),
-                                   "rtol": err.get("rtol"), "test": result.id}
+        errors = (result.record or {}).get("errors") or {}
+        for section in SECTIONS:
+            for quantity, err in (errors.get(section) or {}).items():
+                rel = err.get("max_rel")
+                if rel is None or not math.isfinite(rel):
+                    rel = math.inf
+                kept = worst[section].get(quantity)
+                if kept is None or rel > kept["max_rel"]:
+                    worst[section][quantity] = {"max_rel": rel, "max_abs": err.get("max_abs"),
+                                                "rtol": err.get("rtol"), "test": result.id}
     return worst
 
 
 def build_report(results: Sequence[Result], *, implementation: Mapping[str, Any],
-                 environment: Mapping[str, Any], profile: str,
+                 environment: Mapping[str, Any], profile: str, seed: int | None = None,
                  warnings: Sequence[str] = (), duration_s: float = 0.0) -> dict[str, Any]:
     """The JSON report of one run (see the module docstring for the keys)."""
     totals = {outcome: 0 for outcome in OUTCOMES}
@@ -75,13 +85,18 @@ def build_report(results: Sequence[Result], *, implementation: Mapping[str, Any]
     exclusions: dict[str, list[str]] = defaultdict(list)
     for result in results:
         totals[result.outcome] += 1
-        for clause in result.clauses:
-            clauses[clause][result.outcome] += 1
-            if result.outcome == "failed":
+        if result.outcome == "failed":  # only the clauses at fault, not all the test carries
+            for clause in result.failed_clauses or result.clauses:
+                clauses[clause]["failed"] += 1
                 clauses[clause]["failed_tests"].append(result.id)
+        else:
+            for clause in result.clauses:
+                clauses[clause][result.outcome] += 1
         if result.outcome == "excluded":
             exclusions[result.exclusion_reason or "?"].append(result.id)
-    failures = [{"id": r.id, "clauses": list(r.clauses), "message": r.message,
+    failures = [{"id": r.id, "clauses": list(r.failed_clauses or r.clauses),
+                 "test_clauses": list(r.clauses), "message": r.message,
+                 "attribution": (r.record or {}).get("attribution") or "",
                  "repro": (r.record or {}).get("repro"),
                  "first_divergent_stage": (r.record or {}).get("first_divergent_stage")}
                 for r in results if r.outcome == "failed"]
@@ -96,6 +111,7 @@ def build_report(results: Sequence[Result], *, implementation: Mapping[str, Any]
         "implementation": dict(implementation),
         "environment": dict(environment),
         "profile": profile,
+        "seed": seed,
         "duration_s": round(duration_s, 2),
         "totals": totals,
         "clauses": {k: clauses[k] for k in sorted(clauses)},
@@ -112,7 +128,8 @@ def summary_lines(report: Mapping[str, Any]) -> list[str]:
     impl = report["implementation"]
     t = report["totals"]
     lines = [f"implementation: {impl.get('impl')} ({impl.get('name')} {impl.get('version')}, "
-             f"{impl.get('dtype')}), profile {report['profile']}",
+             f"{impl.get('dtype')}), profile {report['profile']}, order seed {report['seed']} "
+             f"(repeat with --seed {report['seed']})",
              f"totals: {t['passed']} passed, {t['failed']} failed, {t['skipped']} skipped, "
              f"{t['excluded']} excluded in {report['duration_s']}s",
              "clause      pass  fail  skip  excl"]
@@ -120,15 +137,22 @@ def summary_lines(report: Mapping[str, Any]) -> list[str]:
         mark = "  FAIL" if c["failed"] else ""
         lines.append(f"{clause:<10} {c['passed']:>5} {c['failed']:>5} {c['skipped']:>5} "
                      f"{c['excluded']:>5}{mark}")
-    if report["worst_errors"]:
-        lines.append("worst errors (max relative error / tolerance, test):")
-        for quantity, w in sorted(report["worst_errors"].items()):
-            rel = "inf" if w["max_rel"] is None else f"{w['max_rel']:.3g}"
-            lines.append(f"  {quantity:<12} {rel} / {w['rtol']:.3g}  {w['test']}")
+    titles = {"accuracy": "worst accuracy errors (port vs oracle/goldens; max relative error "
+                          "/ tolerance, test):",
+              "invariant": "worst invariant errors (port vs port; max relative error / "
+                           "tolerance, test):"}
+    for section in SECTIONS:
+        if report["worst_errors"].get(section):
+            lines.append(titles[section])
+            for quantity, w in sorted(report["worst_errors"][section].items()):
+                rel = "inf" if w["max_rel"] is None else f"{w['max_rel']:.3g}"
+                lines.append(f"  {quantity:<12} {rel} / {w['rtol']:.3g}  {w['test']}")
     for failure in report["failures"]:
         lines.append(f"FAILED {failure['id']} [{', '.join(failure['clauses'])}]")
         first = failure["message"].splitlines()[0] if failure["message"] else ""
         lines.append(f"  {first}")
+        if failure.get("attribution"):
+            lines.append(f"  attributed: {failure['attribution']}")
         if failure["first_divergent_stage"]:
             stage = failure["first_divergent_stage"]
             lines.append(f"  first divergent stage: {stage['stage']} ({stage['detail']})")

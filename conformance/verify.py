@@ -1,9 +1,19 @@
 """Run one call on a port and check it against expected outputs (goldens or the oracle).
 
-On a mismatch, when the port exposes stages, the port's stages are compared
-with the expected ones in forward order (``patches``, ``read``, ``block_0`` ..,
-``write``) and the first one out of tolerance is recorded: that is where a
-port's bug lives.
+On a mismatch the failure is *located*, in this order:
+
+1. State leak (STATE-1): the call passes on a fresh handle
+   (``conformance.handles.check_on_shared_handle``).
+2. Which argument: each argument group the call sets (``num_tokens``,
+   ``token_grans``, ``mat_dim``, ``depth``, ``depth_tau``/``exit_policy``) is
+   re-run alone, and the default call too, against the live oracle; when the
+   default call passes, the failure belongs to the clauses of the argument
+   groups that fail alone (``argument_clause``).
+3. Which stage: when the port exposes stages, its stages are compared with the
+   expected ones in forward order (``patches``, ``read``, ``block_0`` ..,
+   ``write``); the first one out of tolerance is recorded, and when step 2 did
+   not decide, names the clause (``stage_clause``). Without either, an accuracy
+   failure stays on TOL-1.
 """
 
 from __future__ import annotations
@@ -12,12 +22,21 @@ import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from .check import Checker, compare
 from .protocol import PortAdapter
+
+if TYPE_CHECKING:
+    from .handles import Images, SharedHandle
+
+# Clause of an accuracy check before it is located (TOL-1: within tolerance of the oracle).
+UNLOCATED = "TOL-1"
+# Argument groups re-run alone to locate a failure (depth_tau needs its exit_policy).
+ARGUMENT_GROUPS = (("num_tokens",), ("token_grans",), ("mat_dim",), ("depth",),
+                   ("depth_tau", "exit_policy"))
 
 
 @dataclass
@@ -80,19 +99,109 @@ def first_divergent_stage(actual: Mapping[str, Any], expected: Mapping[str, np.n
     return {"stage": "head", "detail": "all stages within tolerance; the output adapter differs"}
 
 
-def check_call(check: Checker, port: PortAdapter, handle: Any, kind: str, images: np.ndarray,
-               call_args: Mapping[str, Any], expected: Expected, *, clauses: str,
-               what: str) -> Mapping[str, Any]:
-    """Run the call, compare logits (+ features, exit depths) and assert; returns the outputs."""
-    out = run(port, handle, kind, images, call_args)
-    check.close("logits", out["logits"], expected.logits)
-    check.argmax(out["logits"], expected.logits)
-    if expected.features is not None:
-        check.close("features", out.get("features"), expected.features)
-    if expected.exit_depths is not None and out.get("exit_depths") is not None:
-        check.exact("exit_depths", out["exit_depths"], expected.exit_depths)
-    if check.failed and port.capabilities.stages and expected.stages is not None:
-        check.divergence = first_divergent_stage(port.stages(handle, images, **call_args),
-                                                 expected.stages(), check.tolerance.rtol)
-    check.assert_ok(clauses, what)
-    return out
+def exit_clause(call_args: Mapping[str, Any]) -> str:
+    """EXIT-3 for the per-sample policy, EXIT-2 for the batch mean (default)."""
+    return "EXIT-3" if call_args.get("exit_policy") == "per_sample" else "EXIT-2"
+
+
+def argument_clause(group: tuple[str, ...], call_args: Mapping[str, Any],
+                    config: Mapping[str, Any]) -> str:
+    """The clause that defines what an argument group changes in the forward pass."""
+    name = group[0]
+    if name == "num_tokens":
+        if call_args["num_tokens"] > config["max_latent_tokens"]:
+            return "ROPE-3"
+        masked = config["attn_layer"] == "flex" and config["block_mask"] in ("block", "causal")
+        return "MASK-2" if masked else "LAT-1"
+    if name == "token_grans":
+        return "MASK-2"
+    if name == "mat_dim":
+        return "MAT-1" if np.ndim(call_args["mat_dim"]) == 0 else "MAT-3"
+    if name == "depth":
+        return "DEPTH-1"
+    return exit_clause(call_args)
+
+
+def stage_clause(stage: str, config: Mapping[str, Any], image_hw: tuple[int, int],
+                 quantities: set[str]) -> str:
+    """The clause that defines a stage (the first one to diverge)."""
+    if stage == "patches":
+        return "PATCH-1" if tuple(image_hw) == (config["img_size"],) * 2 else "PATCH-2"
+    if stage == "read":
+        return "READ-1"
+    if stage.startswith("block_"):
+        return "BLOCK-1"
+    if stage == "write":
+        return "WRITE-1"
+    return "DIST-2" if quantities == {"features"} else "HEAD-1"
+
+
+def _matches_oracle(shared: SharedHandle, images: np.ndarray, call_args: Mapping[str, Any],
+                    oracle_dir: Path, rtol: float) -> bool:
+    """The call on a fresh handle agrees with the live oracle (or raises: False)."""
+    try:
+        out = run(shared.port, shared.load(), shared.kind, images, call_args)
+    except Exception:
+        return False
+    expected = oracle_expected(oracle_dir, images, call_args)
+    keys = [("logits", expected.logits), ("features", expected.features)]
+    return all(compare(k, out.get(k), ref, rtol).ok for k, ref in keys if ref is not None)
+
+
+def locate_fault(check: Checker, shared: SharedHandle, images: np.ndarray,
+                 call_args: Mapping[str, Any], expected: Expected, config: Mapping[str, Any],
+                 oracle_dir: Path | None) -> None:
+    """Steps 2 and 3 of the module docstring: set the failed accuracy checks' clause and
+    the first divergent stage. Runs on fresh handles only."""
+    rtol = check.tolerance.rtol
+    port = shared.port
+    if port.capabilities.stages and expected.stages is not None:
+        try:
+            actual = port.stages(shared.load(), images, **call_args)
+            check.divergence = first_divergent_stage(actual, expected.stages(), rtol)
+        except Exception as error:
+            check.divergence = {"stage": "?", "detail": f"stages raised {type(error).__name__}: "
+                                                        f"{error}"}
+    clauses: list[str] = []
+    groups = [g for g in ARGUMENT_GROUPS if g[0] in call_args]
+    if groups and oracle_dir is not None and _matches_oracle(shared, images, {}, oracle_dir,
+                                                             rtol):
+        alone = {g: {k: call_args[k] for k in g if k in call_args} for g in groups}
+        failing = [g for g in groups if not _matches_oracle(shared, images, alone[g],
+                                                             oracle_dir, rtol)] or groups
+        clauses = list(dict.fromkeys(argument_clause(g, call_args, config) for g in failing))
+        how = (f"the default call matches the oracle; {', '.join('/'.join(g) for g in failing)}"
+               " alone does not" if failing != groups or len(groups) == 1 else
+               "the default call matches the oracle; only the combination fails")
+    elif check.divergence and check.divergence["stage"] != "?":
+        quantities = {c.quantity for c in check.failed if c.clause == UNLOCATED}
+        clauses = [stage_clause(check.divergence["stage"], config, images.shape[2:], quantities)]
+        how = f"first divergent stage {check.divergence['stage']}"
+    if clauses:
+        check.reattribute(clauses, how, only=UNLOCATED)
+
+
+def check_call(check: Checker, shared: SharedHandle, images: Images,
+               call_args: Mapping[str, Any], expected: Expected, *, what: str,
+               config: Mapping[str, Any], oracle_dir: Path | None) -> None:
+    """Run the call on the shared handle, compare logits (+ features, exit depths) with
+    ``expected`` and assert; a failure is located (module docstring). ``oracle_dir`` (the
+    checkpoint, read by the oracle) enables step 2; None skips it."""
+    from .handles import check_on_shared_handle
+
+    def body(checker: Checker) -> None:
+        try:
+            out = shared.call(images, call_args)
+        except Exception as error:
+            checker.raised(error, clause=UNLOCATED)
+            return
+        checker.close("logits", out["logits"], expected.logits, clause=UNLOCATED)
+        checker.argmax(out["logits"], expected.logits, clause=UNLOCATED)
+        if expected.features is not None:
+            checker.close("features", out.get("features"), expected.features, clause=UNLOCATED)
+        if expected.exit_depths is not None and out.get("exit_depths") is not None:
+            clause = exit_clause(call_args) if "depth_tau" in call_args else "DEPTH-1"
+            checker.exact("exit_depths", out["exit_depths"], expected.exit_depths, clause=clause)
+
+    check_on_shared_handle(check, shared, body, what, locate=lambda: locate_fault(
+        check, shared, images.array, call_args, expected, config, oracle_dir))

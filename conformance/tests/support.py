@@ -9,12 +9,12 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import pytest
 
 from conformance.cases import missing_capabilities
 from conformance.check import Checker
 from conformance.goldens import GOLDENS_DIR, load_manifest
+from conformance.handles import Images, SharedHandle
 from conformance.protocol import PortAdapter
 from conformance.verify import check_call, kind_of, oracle_expected
 
@@ -48,11 +48,14 @@ def scratch_dir() -> Iterator[Path]:
         yield Path(tmp)
 
 
-def check_against_oracle(port: PortAdapter, check: Checker, directory: Path,
-                         images: np.ndarray, call_args: Mapping[str, Any], *,
-                         clauses: str) -> None:
-    """Load ``directory`` in the port and compare one call with the oracle."""
-    handle = port.load(str(directory))
-    check_call(check, port, handle, kind_of(read_config(directory)), images, call_args,
-               oracle_expected(directory, images, call_args), clauses=clauses,
-               what="port vs oracle")
+def check_against_oracle(port: PortAdapter, check: Checker, directory: Path, images: Images,
+                         call_args: Mapping[str, Any], scenario: Mapping[str, Any]) -> None:
+    """Load the drawn ``scenario``'s checkpoint (in ``directory``) in the port and compare
+    one call with the oracle; the failure is located (``conformance.verify``)."""
+    config = read_config(directory)
+    checkpoint = {"scenario": {k: scenario[k] for k in ("kind", "config", "weights_seed",
+                                                         "checkpoint_dtype")}}
+    shared = SharedHandle(port, checkpoint, directory, kind_of(config))
+    check_call(check, shared, images, call_args, oracle_expected(directory, images.array,
+                                                                  call_args),
+               what="port vs oracle", config=config, oracle_dir=directory)

@@ -15,6 +15,7 @@ from typing import Any
 import numpy as np
 import pytest
 
+from conformance import callargs
 from conformance.cases import make_images
 from conformance.verify import run
 
@@ -132,18 +133,42 @@ def test_distill_rejects_depth_tau(port):
     _assert_names(info.value, "depth_tau", "ARG-4")
 
 
+# (argument, clause, Python value, the same value with NumPy integer types)
+NUMPY_ARGUMENTS = [
+    ("num_tokens", "ARG-1", 6, np.int64(6)),
+    ("num_tokens", "ARG-1", 8, np.int32(8)),
+    ("mat_dim", "ARG-2", 7, np.int64(7)),
+    ("mat_dim", "ARG-2", [4, 16, 7], [np.int64(4), np.int64(16), np.int64(7)]),
+    ("depth", "ARG-3", 2, np.int64(2)),
+    ("token_grans", "ARG-5", [2, 4], [np.int64(2), np.int64(4)]),
+]
+
+
 @pytest.mark.clauses("ARG-1", "ARG-2", "ARG-3", "ARG-5")
 def test_numpy_integers_accepted(port, check):
-    """ARG-1..3, ARG-5: NumPy integer scalars are ints: num_tokens, mat_dim, depth and
-    token_grans given as np.int64 give the same logits as Python ints."""
-    directory = golden_checkpoint("cls-flex-block")
+    """ARG-1, ARG-2, ARG-3, ARG-5: NumPy integer scalars are ints: num_tokens, mat_dim (scalar
+    and per-sample list), depth and token_grans given as np.int64 / np.int32 give the same
+    logits as Python ints, one argument at a time on the flex/block-mask checkpoint (where
+    upstream's flex attention crashes on a NumPy num_tokens; spec/divergences.md). A failure
+    names the clause of that argument; the repro records the NumPy types."""
     if "classification" not in port.capabilities.kinds:
         pytest.skip("port does not load classification models (capabilities.kinds)")
-    handle = port.load(str(directory))
-    args = {"num_tokens": 6, "mat_dim": 7, "depth": 2, "token_grans": [2, 4]}
-    as_numpy = {"num_tokens": np.int64(6), "mat_dim": np.int64(7), "depth": np.int64(2),
-                "token_grans": [np.int64(2), np.int64(4)]}
-    check.start_case({"checkpoint": "cls-flex-block", "call_args": args})
-    check.close("logits", run(port, handle, "classification", IMAGES, as_numpy)["logits"],
-                run(port, handle, "classification", IMAGES, args)["logits"])
-    check.assert_ok("ARG-1..3, ARG-5", "NumPy integer arguments vs Python ints")
+    handle = port.load(str(golden_checkpoint("cls-flex-block")))
+    images_ref = {"image_shape": list(IMAGES.shape), "image_seed": 0}
+    for name, clause, python_value, numpy_value in NUMPY_ARGUMENTS:
+        if isinstance(python_value, list) and name == "mat_dim" and (
+                not port.capabilities.per_sample_width):
+            continue
+        typed = {name: numpy_value}
+        check.start_case({"check": "oracle", "checkpoint": "cls-flex-block",
+                          "images": images_ref, "call_args": callargs.encode(typed)})
+        reference = run(port, handle, "classification", IMAGES, {name: python_value})["logits"]
+        try:
+            logits = run(port, handle, "classification", IMAGES, typed)["logits"]
+        except Exception as error:
+            check.raised(error, clause=clause, what=f"{name}={numpy_value!r}")
+            break
+        if not check.close("logits", logits, reference, clause=clause, versus="port",
+                           where=f"{name}={numpy_value!r}").ok:
+            break
+    check.assert_ok("NumPy integer arguments vs Python ints")

@@ -1,7 +1,10 @@
 """Family 1: the committed golden vectors (GOLD-1), computed by the oracle.
 
 One test per manifest case; its clauses are listed in the manifest. A port
-that lacks a capability the case needs is skipped with the reason.
+that lacks a capability the case needs is skipped with the reason. Every case
+runs on the shared handle of its checkpoint, in the run's seeded random order
+(with the invariants), so state leaking between calls shows up here (STATE-1).
+A failure names the clause it is located at (``conformance.verify``).
 """
 
 from __future__ import annotations
@@ -15,7 +18,8 @@ from conformance.goldens import (
     load_manifest,
     split_stages,
 )
-from conformance.verify import Expected, check_call, kind_of
+from conformance.handles import Images
+from conformance.verify import Expected, check_call
 
 from .support import read_config, require
 
@@ -29,19 +33,18 @@ def _params() -> list:
 
 
 @pytest.mark.parametrize("case", _params())
-def test_golden(case, port, check):
+def test_golden(case, port, handles, check):
     """GOLD-1, TOL-1: the port reproduces a golden case (logits, features, exit depths)
     within the tolerance; the case's own clauses come from its manifest entry."""
-    directory = GOLDENS_DIR / MANIFEST["checkpoints"][case["checkpoint"]]["path"]
-    config = read_config(directory)
+    shared = handles.shared(case["checkpoint"])
+    config = read_config(shared.directory)
     tensors = case_tensors(GOLDENS_DIR, case)
-    images = tensors["images"]
-    require(port, config, case["call_args"], images.shape[2:])
+    images = Images(tensors["images"], {"golden": case["id"]})
+    require(port, config, case["call_args"], images.array.shape[2:])
     check.tolerance = case_tolerance(case, check.tolerance, port.capabilities.dtype)
     check.start_case({"golden": case["id"], "checkpoint": case["checkpoint"],
                       "call_args": case["call_args"]})
     expected = Expected(tensors["logits"], tensors["exit_depths"], tensors.get("features"),
                         lambda: split_stages(tensors))
-    check_call(check, port, port.load(str(directory)), kind_of(config), images,
-               case["call_args"], expected, clauses=", ".join(case["clauses"]),
-               what=f"golden {case['id']}")
+    check_call(check, shared, images, case["call_args"], expected,
+               what=f"golden {case['id']}", config=config, oracle_dir=shared.directory)

@@ -3,7 +3,9 @@
 Each example writes a checkpoint with ``reference_numpy.save_checkpoint`` into a
 temporary directory; the port loads it and the oracle reads the same file, so
 both see identical (float32-rounded) weights. The drawn scenario is the repro
-of a failure.
+of a failure; the failure names the clause it is located at (the argument whose
+call alone fails, else the first divergent stage, else TOL-1; see
+``conformance.verify``).
 """
 
 from __future__ import annotations
@@ -13,6 +15,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from conformance import exits
+from conformance.handles import Images
 from conformance.strategies import materialize, scenarios
 
 from .support import check_against_oracle, oracle_expected, scratch_dir
@@ -30,15 +33,21 @@ def _require_kind(port, kind: str) -> None:
         pytest.skip(f"port does not load {kind} models (capabilities.kinds)")
 
 
-def _check_drawn_scenario(port, check, data, kind: str, clauses: str) -> None:
-    """Draw a scenario of ``kind``, write its checkpoint and compare the port with the oracle."""
-    _require_kind(port, kind)
-    scenario = data.draw(scenarios(port.capabilities, kind))
+def _check_scenario(port, check, scenario) -> None:
+    """Write the scenario's checkpoint and compare the port with the oracle."""
     check.start_case(scenario)
     with scratch_dir() as tmp:
         directory, images = materialize(scenario, tmp)
-        check_against_oracle(port, check, directory, images, scenario["call_args"],
-                             clauses=clauses)
+        check_against_oracle(port, check, directory,
+                             Images(images, {"image_shape": scenario["image_shape"],
+                                             "image_seed": scenario["image_seed"]}),
+                             scenario["call_args"], scenario)
+
+
+def _check_drawn_scenario(port, check, data, kind: str) -> None:
+    """Draw a scenario of ``kind`` and compare the port with the oracle on it."""
+    _require_kind(port, kind)
+    _check_scenario(port, check, data.draw(scenarios(port.capabilities, kind)))
 
 
 @pytest.mark.clauses(*FORWARD)
@@ -47,8 +56,7 @@ def test_classification_matches_oracle(port, check, data):
     """All forward-pass clauses (NUM-1..3, ATTN-1..2, PATCH-1..3, LAT-1..2, READ-1, BLOCK-1..3,
     MASK-1..5, ROPE-1..4, MAT-1..4, DEPTH-1, WRITE-1, HEAD-1, OUT-1, CKPT-1..3) within TOL-1:
     a ClassificationAdaPerceiver matches the oracle for drawn configs and call arguments."""
-    _check_drawn_scenario(port, check, data, "classification",
-                          "forward pass (MASK, ROPE, MAT, DEPTH, ...)")
+    _check_drawn_scenario(port, check, data, "classification")
 
 
 @pytest.mark.clauses(*FORWARD, "DIST-1", "DIST-2", "DIST-3")
@@ -56,7 +64,7 @@ def test_classification_matches_oracle(port, check, data):
 def test_distill_matches_oracle(port, check, data):
     """DIST-1..3 and the forward-pass clauses within TOL-1: a DistillAdaPerceiver's logits and
     features match the oracle for drawn configs and call arguments."""
-    _check_drawn_scenario(port, check, data, "distill", "DIST-1..3 and the forward pass")
+    _check_drawn_scenario(port, check, data, "distill")
 
 
 @pytest.mark.clauses("EXIT-1", "EXIT-2", "EXIT-3", "EXIT-4", "ARG-4", "ARG-6", "TOL-1")
@@ -77,11 +85,9 @@ def test_early_exit_matches_oracle(port, check, data):
         conf = exits.confidence_table(
             lambda d: oracle_expected(directory, images, {**fixed, "depth": d}).logits, depth)
         taus = [0.0] + [tau for tau, _ in exits.separated_taus(conf, policy)]
-        scenario["call_args"] = {**fixed, "exit_policy": policy,
-                                 "depth_tau": data.draw(st.sampled_from(taus))}
-        check.start_case(scenario)
-        check_against_oracle(port, check, directory, images, scenario["call_args"],
-                             clauses="EXIT-1..4")
+    scenario["call_args"] = {**fixed, "exit_policy": policy,
+                             "depth_tau": data.draw(st.sampled_from(taus))}
+    _check_scenario(port, check, scenario)
 
 
 @pytest.mark.clauses("CKPT-4", "TOL-1")
@@ -93,8 +99,4 @@ def test_half_precision_checkpoint_matches_oracle(port, check, data, dtype):
     _require_kind(port, "classification")
     scenario = data.draw(scenarios(port.capabilities, "classification"))
     scenario["checkpoint_dtype"] = dtype
-    check.start_case(scenario)
-    with scratch_dir() as tmp:
-        directory, images = materialize(scenario, tmp)
-        check_against_oracle(port, check, directory, images, scenario["call_args"],
-                             clauses="CKPT-4")
+    _check_scenario(port, check, scenario)

@@ -5,6 +5,10 @@ Each factory wraps the PyTorch float32 adapter:
 * ``stateful``: upstream's mask cache — every call overwrites the handle's granularities
   with the filtered list of that call (the STATE-1 divergence of the published code).
 * ``ignores_width``: drops ``mat_dim`` (a port that never slices the FFN, MAT-1).
+* ``shifted_logits``: adds 0.01 to every logit (a wrong output bias, HEAD-1 only: softmax,
+  exit decisions, argmax and every stage are unchanged).
+* ``rejects_numpy_tokens``: raises on a NumPy integer ``num_tokens``, as upstream's flex
+  attention does (ARG-1).
 * ``minimal``: declares few capabilities; everything beyond them must be skipped.
 """
 
@@ -14,6 +18,8 @@ import json
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
+
+import numpy as np
 
 from conformance.adapters.torch_port import TorchAdapter
 
@@ -51,6 +57,32 @@ class IgnoresWidth(TorchAdapter):
     def _forward(self, model, images, call_args, stages):
         return super()._forward(model, images, {k: v for k, v in call_args.items()
                                                 if k != "mat_dim"}, stages)
+
+
+class ShiftedLogits(TorchAdapter):
+    def classify(self, model, images, **call_args):
+        out = super().classify(model, images, **call_args)
+        return {**out, "logits": out["logits"] + 0.01}
+
+    def distill(self, model, images, **call_args):
+        out = super().distill(model, images, **call_args)
+        return {**out, "logits": out["logits"] + 0.01}
+
+
+class RejectsNumpyTokens(TorchAdapter):
+    def _forward(self, model, images, call_args, stages):
+        if isinstance(call_args.get("num_tokens"), np.integer):
+            raise TypeError("cannot extract sympy expressions from "
+                            f"{call_args['num_tokens']} {type(call_args['num_tokens'])}")
+        return super()._forward(model, images, call_args, stages)
+
+
+def shifted_logits() -> ShiftedLogits:
+    return ShiftedLogits("float32")
+
+
+def rejects_numpy_tokens() -> RejectsNumpyTokens:
+    return RejectsNumpyTokens("float32")
 
 
 def stateful() -> StatefulGrans:

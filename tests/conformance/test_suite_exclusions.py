@@ -56,7 +56,7 @@ def test_invalid_files_name_the_problem(document, problem):
 
 def test_unknown_suffix_is_rejected(tmp_path):
     (tmp_path / "x.yaml").write_text("exclusion: []")
-    with pytest.raises(ValueError, match=r"must end in \.toml or \.json"):
+    with pytest.raises(ValueError, match=r"x.yaml: the name must end in \.toml or \.json"):
         load_exclusions(tmp_path / "x.yaml")
 
 

@@ -5,7 +5,7 @@ Mutants are in suite_mutants.py; each wraps the PyTorch float32 adapter.
 
 from __future__ import annotations
 
-from suite_helpers import outcomes, run_suite
+from suite_helpers import failed_clauses, outcomes, run_suite
 
 
 def test_upstream_mask_cache_fails_state_1(tmp_path):
@@ -39,6 +39,8 @@ def test_ignored_width_fails_goldens_with_divergent_stage(tmp_path):
     assert failure["repro"] == {"golden": "cls-width-4", "checkpoint": "cls-flex-block",
                                 "call_args": {"mat_dim": 4}}
     assert "MAT-1" in failure["clauses"]
+    # located by re-running mat_dim alone: scalar widths are MAT-1, per-sample lists MAT-3
+    assert failed_clauses(report) <= {"MAT-1", "MAT-3"} and "MAT-1" in failed_clauses(report)
 
 
 def test_missing_capabilities_are_skipped_with_reasons(tmp_path):

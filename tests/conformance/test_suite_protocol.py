@@ -37,6 +37,7 @@ def fake_module(monkeypatch):
     module.no_anytime = lambda: type("A", (_Adapter,), {
         "capabilities": replace(CAPS, anytime=True)})()
     module.not_callable = 3
+    module.wrong_caps = lambda: type("A", (_Adapter,), {"capabilities": {}})()
     monkeypatch.setitem(sys.modules, "fake_port", module)
     return module
 
@@ -49,7 +50,8 @@ def test_load_adapter_accepts_a_complete_adapter(fake_module):
     ("fake_port", "must look like 'package.module:factory'"),
     ("fake_port:missing", "has no callable 'missing'"),
     ("fake_port:not_callable", "has no callable 'not_callable'"),
-    ("fake_port:no_caps", "must be a conformance.protocol.Capabilities"),
+    ("fake_port:no_caps", "returned a SimpleNamespace .*not an adapter"),
+    ("fake_port:wrong_caps", "must be a conformance.protocol.Capabilities, got dict"),
     ("fake_port:no_stages", r"lacks method\(s\) \['stages'\]"),
     ("fake_port:no_anytime", r"lacks method\(s\) \['anytime'\]"),  # ANY-1 capability
 ])
@@ -58,9 +60,18 @@ def test_load_adapter_names_the_problem(fake_module, spec, problem):
         load_adapter(spec)
 
 
-def test_capabilities_reject_unknown_values():
-    with pytest.raises(ValueError, match="block_masks has unknown values"):
-        replace(CAPS, block_masks=frozenset({"sliding"}))
+@pytest.mark.parametrize(("change", "problem"), [
+    ({"block_masks": frozenset({"sliding"})}, "block_masks has unknown values"),
+    ({"dtype": "float7"}, r"dtype must be one of .*got 'float7'"),
+    ({"kinds": "classification"}, "kinds must be a set of strings"),
+    ({"stages": 1}, "stages must be True or False"),
+    ({"name": ""}, "name must be a non-empty string"),
+    ({"tolerance_overrides": (3e-4,)}, "tolerance_overrides must be a tuple of ToleranceOverride"),
+])
+def test_capabilities_are_validated_when_built(change, problem):
+    """N7: a mistake in the capabilities fails when the adapter is built, not mid-run."""
+    with pytest.raises(ValueError, match=problem):
+        replace(CAPS, **change)
 
 
 def test_tolerance_override_needs_a_reason():

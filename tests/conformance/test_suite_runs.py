@@ -36,7 +36,8 @@ def test_torch_float32_conforms(tmp_path):
     # only the published-checkpoint test may skip: its weights are never on this machine
     assert not_passed and all(i.startswith("test_published.py::") and o == "skipped"
                               for i, o in not_passed.items())
-    assert report["worst_errors"]["logits"]["max_rel"] <= 1e-4
+    assert report["worst_errors"]["accuracy"]["logits"]["max_rel"] <= 1e-4
+    assert report["worst_errors"]["invariant"]["logits"]["max_rel"] <= 1e-4
     assert report["implementation"]["dtype"] == "float32"
     assert "AdaPerceiver conformance" in done.stdout
 
@@ -48,7 +49,7 @@ def test_oracle_adapter_reproduces_goldens_and_errors(tmp_path):
                              "-k", "goldens or errors")
     assert done.returncode == 0, done.stdout[-6000:]
     assert report["totals"]["failed"] == 0 and report["totals"]["passed"] > 90
-    assert report["worst_errors"]["logits"]["rtol"] == 1e-10
+    assert report["worst_errors"]["accuracy"]["logits"]["rtol"] == 1e-10
 
 
 def test_plugin_is_inert_without_impl():

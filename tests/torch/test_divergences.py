@@ -1,4 +1,4 @@
-"""One test per deliberate divergence from the upstream code (spec/divergences.md, rows 1-13).
+"""One test per deliberate divergence from the upstream code (spec/divergences.md, rows 1-14).
 
 Each test shows the upstream quirk cannot happen here: the call that upstream
 silently misreads is rejected, or the result that upstream makes depend on hidden
@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 
+import numpy as np
 import pytest
 import torch
 from torch_helpers import checkpoint, images, rel_err, run, tiny_config
@@ -183,3 +184,28 @@ def test_13_pickle_weights_are_never_read(tmp_path):
     torch.save(model.state_dict(), tmp_path / "pytorch_model.bin")
     with pytest.raises(CheckpointError, match="model.safetensors is missing"):
         ClassificationAdaPerceiver.from_pretrained(tmp_path)
+
+
+# (Python call arguments, the same values as NumPy scalars): every call argument
+NUMPY_CALLS = [
+    ({"num_tokens": 20}, {"num_tokens": np.int64(20)}),
+    ({"num_tokens": 8}, {"num_tokens": np.int32(8)}),
+    ({"mat_dim": 6}, {"mat_dim": np.int64(6)}),
+    ({"mat_dim": [4, 16]}, {"mat_dim": [np.int64(4), np.int64(16)]}),
+    ({"depth": 2}, {"depth": np.int64(2)}),
+    ({"num_tokens": 20, "token_grans": [4, 12]},
+     {"num_tokens": np.int64(20), "token_grans": [np.int64(4), np.int64(12)]}),
+    ({"depth_tau": 0.5, "exit_policy": "per_sample"},
+     {"depth_tau": np.float64(0.5), "exit_policy": np.str_("per_sample")}),
+]
+
+
+@pytest.mark.parametrize(("python", "numpy_args"), NUMPY_CALLS)
+def test_14_numpy_scalar_arguments(loaded, x, python, numpy_args):
+    """Divergence 14 (ARG-1, ARG-2, ARG-3, ARG-4, ARG-5, ARG-6): NumPy scalars are accepted for
+    every call argument with flex attention and the block mask (upstream's flex block-mask
+    construction crashes on a NumPy integer num_tokens) and give the Python values' result."""
+    reference = run(loaded[0], x.numpy(), **python)
+    out = run(loaded[0], x.numpy(), **numpy_args)
+    assert rel_err(out.logits, reference.logits.numpy()) <= 1e-12
+    assert out.exit_depths.tolist() == reference.exit_depths.tolist()
