@@ -5,6 +5,7 @@
 >>> out = model(x, num_tokens=128, mat_dim=416, depth=12)                 # doctest: +SKIP
 """
 
+from .anytime import AnytimeOutput, early_exit
 from .config import ConfigError
 from .flops import flops
 from .hub import CheckpointError
@@ -12,9 +13,11 @@ from .model import AdaPerceiverOutput, ClassificationAdaPerceiver, DistillAdaPer
 
 __all__ = [
     "AdaPerceiverOutput",
+    "AnytimeOutput",
     "CheckpointError",
     "ClassificationAdaPerceiver",
     "ConfigError",
     "DistillAdaPerceiver",
+    "early_exit",
     "flops",
 ]

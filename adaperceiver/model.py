@@ -17,6 +17,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from .anytime import AnytimeOutput, anytime
 from .arguments import CallArgs, parse_call
 from .config import CLASSIFICATION_DEFAULTS, DISTILL_DEFAULTS, resolve_config
 from .hub import CheckpointMixin
@@ -226,6 +227,14 @@ class _AdaPerceiver(nn.Module):
             if stages is not None:
                 stages[f"block_{d}"] = latents
         return latents
+
+    def anytime(self, x: Tensor, num_tokens: int | None = None,
+                mat_dim: int | list[int] | None = None,
+                token_grans: list[int] | None = None) -> AnytimeOutput:
+        """Every (depth x granularity) prediction of one call (ANY-1..6): logits (B, K, G, C),
+        entry [b, l, j] = forward(x, num_tokens=G[j], depth=l+1, ...).logits[b, 0]; for the
+        distill model logits only (ANY-2). Differentiable; see ``adaperceiver.anytime``."""
+        return anytime(self, x, num_tokens=num_tokens, mat_dim=mat_dim, token_grans=token_grans)
 
 
 class ClassificationAdaPerceiver(

@@ -177,6 +177,29 @@ def _golden_cases() -> list[Case]:
 GOLDEN_CASES: tuple[Case, ...] = tuple(_golden_cases())
 
 
+def _anytime_cases() -> list[Case]:
+    """Anytime-grid goldens (ANY-1..4): at least one per golden checkpoint, covering the
+    one-pass case (flex block / causal, N <= L) and the exact fallback (mask none, full
+    attention, N > L), per-sample widths, custom granularities and the distill logits."""
+    one_pass, fallback = ("ANY-1", "ANY-3", "MASK-6"), ("ANY-1", "ANY-4")
+    return [
+        _cls("grid-cls-default", {}, one_pass),
+        _cls("grid-cls-combined", {"num_tokens": 11, "mat_dim": [4, 16, 7],
+                                   "token_grans": [3, 8]}, (*one_pass, "MAT-3", "MASK-2")),
+        _cls("grid-cls-ntk", {"num_tokens": 20}, (*fallback, "ROPE-3")),
+        _cls("grid-cls-flex-causal", {"num_tokens": 13}, (*one_pass, "MASK-4"),
+             model="cls-flex-causal"),
+        _cls("grid-cls-flex-none", {"mat_dim": 8}, (*fallback, "MASK-5"), model="cls-flex-none"),
+        _cls("grid-cls-full", {}, (*fallback, "MASK-1"), model="cls-full"),
+        _cls("grid-odd", {"mat_dim": [7, 3]}, one_pass, model="cls-odd", shape=(2, 2, 12, 12)),
+        _cls("grid-distill", {"num_tokens": 12}, (*one_pass, "ANY-2"),
+             model="distill-flex-block"),
+    ]
+
+
+ANYTIME_CASES: tuple[Case, ...] = tuple(_anytime_cases())
+
+
 def missing_capabilities(caps: Capabilities, config: Mapping[str, Any],
                          call_args: Mapping[str, Any], image_hw: tuple[int, int]) -> list[str]:
     """Why a port cannot run this call: one reason per missing capability (empty: runnable)."""

@@ -12,6 +12,7 @@ Layout of a goldens directory (GOLD-1, ``spec/goldens.md``)::
     checkpoints/<name>/config.json        tiny checkpoints in the published layout (CKPT-1..3)
     checkpoints/<name>/model.safetensors
     cases/<case id>.safetensors           images, expected outputs and stages
+    cases/grid-*.safetensors              anytime grids (manifest "anytime_cases")
 
 Every expected value is computed by the float64 oracle ``reference_numpy``.
 """
@@ -32,7 +33,7 @@ from safetensors.numpy import load_file, save_file
 
 from . import exits
 from .adapters import project_version
-from .cases import GOLDEN_CASES, MODELS, Case, make_images
+from .cases import ANYTIME_CASES, GOLDEN_CASES, MODELS, Case, make_images
 from .tolerances import RTOL, Tolerance, errors
 
 GOLDENS_DIR = Path(__file__).parent / "goldens"
@@ -136,13 +137,30 @@ def _generate_case(root: Path, case: Case, config: Mapping[str, Any],
     }
 
 
+def _generate_anytime_case(root: Path, case: Case, config: Mapping[str, Any],
+                           weights: Mapping[str, np.ndarray]) -> dict[str, Any]:
+    """An anytime-grid case (ANY-1): images, the oracle's grid ``logits`` (B, K, G, C) and
+    its ``granularities`` (G,)."""
+    from reference_numpy import anytime
+
+    images = make_images(case.image_shape, case.image_seed)
+    grid = anytime(weights, config, images, **case.call_args)
+    file = f"cases/{case.id}.safetensors"
+    save_file({"images": images, "logits": np.ascontiguousarray(grid.logits),
+               "granularities": np.array(grid.granularities, dtype=np.int64)},
+              str(root / file))
+    return {"id": case.id, "checkpoint": case.model, "method": "anytime", "file": file,
+            "call_args": dict(case.call_args), "image_shape": list(case.image_shape),
+            "clauses": list(case.clauses)}
+
+
 def generate(root: Path = GOLDENS_DIR) -> dict[str, Any]:
     """Write checkpoints, case files and ``manifest.json`` under ``root``; return the manifest."""
     from reference_numpy import load_checkpoint
 
     root = Path(root)
     (root / "cases").mkdir(parents=True, exist_ok=True)
-    checkpoints, cases = {}, []
+    checkpoints, cases, anytime_cases = {}, [], []
     for recipe in MODELS.values():
         directory = recipe.write(root / "checkpoints" / recipe.name)
         config, weights = load_checkpoint(directory)  # float32-rounded, as a port sees them
@@ -155,12 +173,15 @@ def generate(root: Path = GOLDENS_DIR) -> dict[str, Any]:
         }
         cases += [_generate_case(root, case, config, weights)
                   for case in GOLDEN_CASES if case.model == recipe.name]
+        anytime_cases += [_generate_anytime_case(root, case, config, weights)
+                          for case in ANYTIME_CASES if case.model == recipe.name]
     manifest = {
         "format": FORMAT,
         "format_version": FORMAT_VERSION,
         "generator": {"adaperceiver-reference": project_version(), "numpy": np.__version__},
         "checkpoints": checkpoints,
         "cases": cases,
+        "anytime_cases": anytime_cases,
     }
     (root / "manifest.json").write_text(json.dumps(manifest, indent=1) + "\n")
     return manifest
@@ -187,7 +208,7 @@ def compare_goldens(committed: Path, fresh: Path, rtol: float = RTOL["float64"])
                    for name, entry in old["checkpoints"].items()}:
         problems.append("manifest.json: 'checkpoints' differ")
     files = [f"{c['path']}/model.safetensors" for c in new["checkpoints"].values()]
-    files += [c["file"] for c in new["cases"]]
+    files += [c["file"] for c in new["cases"] + new.get("anytime_cases", [])]
     for entry in new["checkpoints"].values():
         if json.loads((committed / entry["path"] / "config.json").read_text()) != json.loads(
                 (fresh / entry["path"] / "config.json").read_text()):

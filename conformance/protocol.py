@@ -38,6 +38,12 @@ Adapter contract (``PortAdapter``):
     ``(B, N, D)``, ``write`` ``(B, 1, D)``. Used for the prefix property
     (MASK-6) and, on a failure, to report the first stage that diverges.
 
+``anytime(handle, images, **call_args) -> dict`` (when ``capabilities.anytime``)
+    The anytime grid (spec anytime.md, ANY-1..4): ``{"logits": (B, K, G, C) array,
+    "granularities": (G,) ints}``, entry ``[b, l, j]`` being sample b's logits at depth
+    l+1 with G[j] latents. Call args: ``num_tokens``, ``mat_dim``, ``token_grans``.
+    For a distill checkpoint the grid holds its logits (ANY-2).
+
 Invalid call arguments (ARG-1..8, when ``capabilities.argument_validation``):
 the adapter lets the port raise, or raises itself, any exception whose
 message names the offending argument (e.g. ``"num_tokens must be an int >= 1,
@@ -105,6 +111,8 @@ class Capabilities:
         images_arg: the name the port's API gives the images, which its error
             messages use (ARG-8: ``"images"`` in the oracle, ``"x"`` in PyTorch).
         stages: the adapter implements ``stages`` (prefix property, divergence report).
+        anytime: the adapter implements ``anytime``, the grid of every (depth x
+            granularity) logit of one call (ANY-1..4); default False: its tests skip.
         versions: extra version strings for the report (runtime, compiler, ...).
         tolerance_overrides: per-test loosened tolerances, each with a reason.
     """
@@ -121,6 +129,7 @@ class Capabilities:
     argument_validation: bool = True
     images_arg: str = "images"
     stages: bool = False
+    anytime: bool = False
     versions: Mapping[str, str] = field(default_factory=dict)
     tolerance_overrides: tuple[ToleranceOverride, ...] = ()
 
@@ -176,6 +185,7 @@ def load_adapter(spec: str) -> PortAdapter:
     required = ["load", "classify"]
     required += ["distill"] if "distill" in caps.kinds else []
     required += ["stages"] if caps.stages else []
+    required += ["anytime"] if caps.anytime else []
     missing = [name for name in required if not callable(getattr(adapter, name, None))]
     if missing:
         raise ValueError(f"--impl {spec!r}: adapter lacks method(s) {missing} "

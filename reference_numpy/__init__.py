@@ -3,6 +3,7 @@
 See ``docs/architecture.md`` for the public API and ``spec/CLAUSES.md`` for clause ids.
 """
 
+from .anytime import AnytimeGrid, anytime
 from .checkpoint import (
     CheckpointError,
     expected_shapes,
@@ -14,9 +15,11 @@ from .config import ConfigError, default_config, tiny_config, validate_config
 from .model import Trace, classify, distill, trace
 
 __all__ = [
+    "AnytimeGrid",
     "CheckpointError",
     "ConfigError",
     "Trace",
+    "anytime",
     "classify",
     "default_config",
     "distill",

@@ -22,7 +22,7 @@ class OracleAdapter:
         self._oracle = reference_numpy
         self.capabilities = Capabilities(
             name="reference_numpy", version=project_version(),
-            dtype="float64", stages=True, versions={"numpy": np.__version__})
+            dtype="float64", stages=True, anytime=True, versions={"numpy": np.__version__})
 
     def load(self, checkpoint_dir: str) -> tuple[dict, dict]:
         return self._oracle.load_checkpoint(checkpoint_dir)
@@ -41,6 +41,11 @@ class OracleAdapter:
                **call_args: Any) -> dict[str, np.ndarray]:
         config, weights = handle
         return self._oracle.trace(weights, config, images, **call_args).stages
+
+    def anytime(self, handle: tuple[dict, dict], images: np.ndarray, **call_args: Any) -> dict:
+        config, weights = handle
+        grid = self._oracle.anytime(weights, config, images, **call_args)
+        return {"logits": grid.logits, "granularities": np.array(grid.granularities)}
 
 
 def factory() -> OracleAdapter:

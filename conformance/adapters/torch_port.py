@@ -29,7 +29,7 @@ class TorchAdapter:
         self.capabilities = Capabilities(
             name="adaperceiver (PyTorch)",
             version=project_version(),
-            dtype=dtype, stages=True, images_arg="x",
+            dtype=dtype, stages=True, anytime=True, images_arg="x",
             versions={"torch": torch.__version__, "numpy": np.__version__})
 
     def load(self, checkpoint_dir: str) -> Any:
@@ -54,6 +54,13 @@ class TorchAdapter:
     def stages(self, model: Any, images: np.ndarray, **call_args: Any) -> dict[str, np.ndarray]:
         out = self._forward(model, images, call_args, stages=True)
         return {name: t.double().numpy() for name, t in out.stages.items()}
+
+    def anytime(self, model: Any, images: np.ndarray, **call_args: Any) -> dict:
+        with self._torch.inference_mode():
+            x = self._torch.tensor(np.asarray(images), dtype=self._dtype)
+            grid = model.anytime(x, **call_args)
+        return {"logits": grid.logits.double().numpy(),
+                "granularities": np.array(grid.granularities)}
 
 
 def float32() -> TorchAdapter:

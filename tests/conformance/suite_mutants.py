@@ -66,5 +66,5 @@ def minimal() -> TorchAdapter:
     adapter.capabilities = replace(
         adapter.capabilities, name="minimal", kinds=frozenset({"classification"}),
         per_sample_width=False, exit_policies=frozenset(), attn_layers=frozenset({"full"}),
-        resized_inputs=False, argument_validation=False, stages=False)
+        resized_inputs=False, argument_validation=False, stages=False, anytime=False)
     return adapter

@@ -43,9 +43,10 @@ def test_ignored_width_fails_goldens_with_divergent_stage(tmp_path):
 
 def test_missing_capabilities_are_skipped_with_reasons(tmp_path):
     """A port declaring few capabilities passes or skips, never fails: every skip names the
-    missing capability, and capability-independent goldens still run."""
+    missing capability, and capability-independent goldens still run. Without
+    capabilities.anytime the grid tests (ANY-1) skip."""
     done, report = run_suite("suite_mutants:minimal", tmp_path, "-k",
-                             "goldens or errors or prefix or exit or distill")
+                             "goldens or errors or prefix or exit or distill or anytime")
     assert done.returncode == 0, done.stdout[-4000:]
     assert report["totals"]["failed"] == 0
     skips = [t for t in report["tests"] if t["outcome"] == "skipped"]
@@ -54,3 +55,5 @@ def test_missing_capabilities_are_skipped_with_reasons(tmp_path):
     assert result["test_goldens.py::test_golden[cls-full-default]"] == "passed"
     assert result["test_goldens.py::test_golden[cls-flex-causal-default]"] == "skipped"
     assert result["test_goldens.py::test_golden[cls-image-up]"] == "skipped"
+    assert result["test_anytime.py::test_anytime_goldens[grid-cls-full]"] == "skipped"
+    assert result["test_anytime.py::test_anytime_entries_equal_single_runs"] == "skipped"

@@ -34,6 +34,8 @@ def fake_module(monkeypatch):
     module.no_caps = lambda: types.SimpleNamespace(load=None, classify=None)
     module.no_stages = lambda: type("A", (_Adapter,), {
         "capabilities": replace(CAPS, stages=True)})()
+    module.no_anytime = lambda: type("A", (_Adapter,), {
+        "capabilities": replace(CAPS, anytime=True)})()
     module.not_callable = 3
     monkeypatch.setitem(sys.modules, "fake_port", module)
     return module
@@ -49,6 +51,7 @@ def test_load_adapter_accepts_a_complete_adapter(fake_module):
     ("fake_port:not_callable", "has no callable 'not_callable'"),
     ("fake_port:no_caps", "must be a conformance.protocol.Capabilities"),
     ("fake_port:no_stages", r"lacks method\(s\) \['stages'\]"),
+    ("fake_port:no_anytime", r"lacks method\(s\) \['anytime'\]"),  # ANY-1 capability
 ])
 def test_load_adapter_names_the_problem(fake_module, spec, problem):
     with pytest.raises(ValueError, match=problem):

@@ -23,7 +23,7 @@ THIS_FILE = Path(__file__).resolve()
 # Prefixes of clause ids; a new prefix must be added here and in spec/README.md.
 KNOWN_PREFIXES = (
     "NUM", "ATTN", "PATCH", "LAT", "READ", "BLOCK", "MASK", "ROPE", "MAT", "DEPTH", "EXIT",
-    "WRITE", "HEAD", "OUT", "DIST", "ARG", "STATE", "CKPT", "GOLD", "TOL",
+    "WRITE", "HEAD", "OUT", "DIST", "ARG", "STATE", "CKPT", "GOLD", "TOL", "ANY",
 )
 # "### MASK-3 — Block mask rule" in a spec file
 HEADING = re.compile(r"^###\s+([A-Z]+-\d+)\s+—\s+\S", re.MULTILINE)
