@@ -12,9 +12,9 @@ checkpoint's config and the graph's configuration are recorded in the model's
 
 Confidence early exit (EXIT-1..4) is data-dependent control flow and is *not*
 exported: a graph runs its fixed depth. The anytime graph (``anytime=True``, output
-``grid``, ANY-1) gives the logits after every depth in one run, and the exit rule is
-applied to it on the host (``conformance.adapters.onnxruntime`` does so); see
-docs/porting-onnx.md for why.
+``grid`` (B, depth, G, C), ANY-1) gives the logits after every depth in one run, and
+``adaperceiver.anytime.early_exit`` applies the exit rule to ``grid[:, :, -1]`` on the
+host (ANY-6; ``conformance.adapters.onnxruntime`` does so); docs/porting-onnx.md says why.
 
 What the exporter needs from the model code (keep it working, see docs/porting-onnx.md):
 the call is parsed once, outside the trace, on a one-image probe (``parse_call``
@@ -35,7 +35,7 @@ import json
 import time
 import warnings
 from collections.abc import Iterator, Sequence
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -143,9 +143,11 @@ class StaticForward(nn.Module):
         self.gc = gc
 
     def forward(self, images: Tensor) -> tuple[Tensor, ...]:
+        return self._anytime(images) if self.gc.anytime else self._fixed(images)
+
+    def _fixed(self, images: Tensor) -> tuple[Tensor, ...]:
+        """forward(images) at the parsed call: logits (B, 1, C) [, features]."""
         m, call = self.model, self.call
-        if self.gc.anytime:
-            return self._anytime(images)
         patches, latents, rope, _ = m._start(images, call, False)
         latents = m._run_blocks(latents, rope, m._plan(call), call, None)
         logits = m.output_adapter(m._write(latents, m._write_query(rope)))  # (B, 1, C)
@@ -154,7 +156,20 @@ class StaticForward(nn.Module):
         return (logits,)
 
     def _anytime(self, images: Tensor) -> tuple[Tensor, ...]:
-        raise NotImplementedError("anytime graphs need adaperceiver.anytime (issue 8)")
+        """The grid (B, K, G, C) as ``adaperceiver.anytime.anytime`` computes it (ANY-1..4):
+        one pass under the prefix property, else one pass per granularity (ANY-4);
+        logits = grid[:, K-1, G-1] (the full depth with N latents)."""
+        from .anytime import _pass, one_pass_exact
+
+        m, call, grans = self.model, self.call, self.gc.granularities
+        if one_pass_exact(m.config, call.num_tokens):
+            grid = _pass(m, images, call, grans)  # (B, K, G, C)
+        else:
+            grid = torch.cat([_pass(m, images, replace(call, num_tokens=g), (g,))
+                              for g in grans], dim=2)  # G x (B, K, 1, C) -> (B, K, G, C)
+        if self.gc.kind == "distill":  # the features need the fixed forward's latents
+            return *self._fixed(images), grid
+        return grid[:, -1, -1:], grid  # logits (B, 1, C)
 
 
 @contextlib.contextmanager
@@ -262,11 +277,12 @@ def export_onnx(model_or_checkpoint: Model | str | Path, out: str | Path | None,
 
 
 def swap_weights(proto: Any, state_dict: dict[str, Any]) -> Any:
-    """A copy of an unoptimised graph (``optimize=False``) with every initializer replaced
-    by ``state_dict[name without PARAM_PREFIX]`` (float32 NumPy arrays or tensors).
+    """A copy of an unoptimised graph (``optimize=False``) with every parameter initializer
+    (named ``PARAM_PREFIX + key``) replaced by ``state_dict[key]`` (float32 arrays or tensors).
 
     The graph's structure depends on the config and the call, never on weight values,
-    so this equals exporting the other checkpoint. Raises ``KeyError`` naming an
+    and the other initializers are constants the trace made from Python values, so
+    this equals exporting the other checkpoint. Raises ``KeyError`` naming an
     initializer that is not a parameter, ``ValueError`` on a shape mismatch.
     """
     import numpy as np
@@ -276,8 +292,10 @@ def swap_weights(proto: Any, state_dict: dict[str, Any]) -> Any:
     copy = onnx.ModelProto()
     copy.CopyFrom(proto)
     for init in copy.graph.initializer:
+        if not init.name.startswith(PARAM_PREFIX):
+            continue  # a constant the trace made from Python values (e.g. the granularities)
         key = init.name.removeprefix(PARAM_PREFIX)
-        if not init.name.startswith(PARAM_PREFIX) or key not in state_dict:
+        if key not in state_dict:
             raise KeyError(f"initializer {init.name!r} is not a checkpoint parameter; export "
                            "with optimize=False to swap weights")
         value = state_dict[key]

@@ -16,8 +16,8 @@ Capabilities, and what is not supported, with the reason:
   at export); a list is rejected with an error naming ``mat_dim``.
 * confidence early exit: both policies, from the anytime graph (logits after every
   depth, ``grid``) and the exit rule applied on the host (``adaperceiver.anytime.
-  early_exit``); a graph itself has no data-dependent control flow. Declared only when
-  ``adaperceiver.anytime`` is available.
+  early_exit``, ANY-6); a graph itself has no data-dependent control flow, so the exit
+  saves no compute in ONNX Runtime. The anytime grid itself: yes (``anytime``).
 * stages: no. The graphs output what a deployment needs (``logits``, ``features``,
   ``grid``); intermediate stages would need a second graph per configuration.
 """
@@ -39,7 +39,8 @@ from . import project_version
 
 CALL_ARGS = {"classification": ("num_tokens", "mat_dim", "depth", "depth_tau", "token_grans",
                                  "exit_policy"),
-             "distill": ("num_tokens", "mat_dim", "depth", "token_grans")}
+             "distill": ("num_tokens", "mat_dim", "depth", "token_grans"),
+             "anytime": ("num_tokens", "mat_dim", "token_grans")}
 
 
 class LRU:
@@ -80,14 +81,6 @@ def _version(dist: str) -> str:
         return "not installed"
 
 
-def _has_anytime() -> bool:
-    try:
-        from adaperceiver.anytime import early_exit  # noqa: F401
-    except ImportError:
-        return False
-    return True
-
-
 class OnnxRuntimeAdapter:
     """The ONNX port of AdaPerceiver behind the conformance protocol (see the module doc)."""
 
@@ -104,8 +97,8 @@ class OnnxRuntimeAdapter:
         self.capabilities = Capabilities(
             name="adaperceiver ONNX (onnxruntime CPUExecutionProvider)",
             version=project_version(), dtype="float32", per_sample_width=False,
-            exit_policies=frozenset(EXIT_POLICIES) if _has_anytime() else frozenset(),
-            stages=False, images_arg="images",
+            exit_policies=frozenset(EXIT_POLICIES), anytime=True, stages=False,
+            images_arg="images",
             versions={name: _version(name) for name in ("onnxruntime", "onnx", "onnxscript",
                                                         "torch")} | {
                 "opset": str(export_onnx.OPSET)})
@@ -126,24 +119,36 @@ class OnnxRuntimeAdapter:
         return {"logits": out["logits"].astype(np.float64),
                 "features": out["features"].astype(np.float64)}
 
-    def _call(self, handle: Handle, kind: str, images: np.ndarray,
-              call_args: dict[str, Any]) -> tuple[dict[str, np.ndarray], np.ndarray]:
-        """Check the call (ARG-1..8), run the graph of its configuration; (outputs, exit depths)."""
+    def anytime(self, handle: Handle, images: np.ndarray, **call_args: Any) -> dict:
+        """The grid (B, K, G, C) of the anytime graph and its granularities (ANY-1, ANY-2)."""
+        self._check(handle, "anytime", images, call_args)
+        graph = self._graph(handle, images.shape[2:], **call_args, anytime=True)
+        return {"logits": graph.run(images)["grid"].astype(np.float64),
+                "granularities": np.array(graph.graph.granularities)}
+
+    def _check(self, handle: Handle, method: str, images: np.ndarray, call_args: dict[str, Any]):
+        """ARG-1..8 before any export: unknown keywords, images, then ``parse_call``."""
         from adaperceiver.arguments import parse_call
         from adaperceiver.onnx_session import check_images
 
-        if handle.kind != kind:
+        kind = "classification" if method == "anytime" else method
+        if method != "anytime" and handle.kind != kind:
             raise ValueError(f"this checkpoint is a {handle.kind} model; call "
                              f"{'distill' if handle.kind == 'distill' else 'classify'}")
-        unknown = sorted(set(call_args) - set(CALL_ARGS[kind]))
+        unknown = sorted(set(call_args) - set(CALL_ARGS[method]))
         if unknown:
-            raise TypeError(f"unknown argument(s) {unknown} of the {kind} model; allowed: "
-                            f"{list(CALL_ARGS[kind])}")
+            raise TypeError(f"unknown argument(s) {unknown} of {method}; allowed: "
+                            f"{list(CALL_ARGS[method])}")
         c = handle.config
         check_images(images, c["in_channels"], c["patch_size"])
+        probe = self._torch.zeros(images.shape)  # validation only: ARG-2 needs the batch B
+        return parse_call(c, probe, **call_args)
+
+    def _call(self, handle: Handle, kind: str, images: np.ndarray,
+              call_args: dict[str, Any]) -> tuple[dict[str, np.ndarray], np.ndarray]:
+        """Check the call (ARG-1..8), run the graph of its configuration; (outputs, exit depths)."""
+        call = self._check(handle, kind, images, call_args)
         B = images.shape[0]
-        probe = self._torch.zeros(B, *images.shape[1:])  # validation only: ARG-1..6 need B
-        call = parse_call(c, probe, **call_args)
         fixed = {k: call_args.get(k) for k in ("num_tokens", "mat_dim", "token_grans")}
         if call.depth_tau is None:
             out = self._graph(handle, images.shape[2:], **fixed, depth=call_args.get("depth"))
