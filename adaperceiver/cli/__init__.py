@@ -1,5 +1,5 @@
 """The ``adaperceiver`` command (also ``python -m adaperceiver``): subcommands ``demo``,
-``sweep``, ``classify`` and ``train``.
+``sweep``, ``classify``, ``train`` and ``export-onnx``.
 
 Each command module exposes ``register(subparsers)``, which adds its parser with
 ``set_defaults(func=run)``, ``run(args) -> int`` being the command. ``main`` runs it under
@@ -14,11 +14,11 @@ import os
 import sys
 from collections.abc import Sequence
 
-from .. import train
+from .. import export_onnx, train
 from . import classify, demo, sweep
 from .common import CliError
 
-COMMANDS = (demo, sweep, classify, train)  # modules with register(subparsers)
+COMMANDS = (demo, sweep, classify, train, export_onnx)  # modules with register(subparsers)
 
 
 class Parser(argparse.ArgumentParser):

@@ -1,0 +1,89 @@
+"""Run an exported graph with ONNX Runtime (CPUExecutionProvider), checking what it is fed.
+
+``OnnxGraph(path_or_proto)`` reads the configuration the exporter recorded in the
+model's metadata (``export_onnx.METADATA_GRAPH``) and ``run(images)`` returns the
+outputs by name. A graph is float32 and static in everything but the batch, so
+images are checked first and a wrong request is a clear error naming ``images``
+(ARG-7, ARG-8), never an ONNX Runtime shape error.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from .export_onnx import METADATA_CONFIG, METADATA_GRAPH, GraphConfig
+
+
+def check_images(images: Any, in_channels: int, patch_size: int,
+                 size: tuple[int, int] | None = None) -> np.ndarray:
+    """ARG-7 for a float32 graph: a finite float32 array (B, C, H, W), B >= 1, C == in_channels,
+    H and W positive multiples of patch_size (and equal to ``size`` when given). Returns it."""
+    where = f"(H, W) = {size} (the size this graph was exported for)" if size else (
+        f"H, W positive multiples of patch_size {patch_size}")
+    allowed = f"a finite float32 array of shape (B, {in_channels}, H, W) with B >= 1 and {where}"
+    if not isinstance(images, np.ndarray):
+        raise TypeError(f"images must be a numpy.ndarray ({allowed}), got {type(images).__name__}")
+    if images.dtype != np.float32:
+        raise TypeError(f"images must be {allowed}, got dtype {images.dtype}: the exported "
+                        "graphs compute in float32 (ONNX Runtime has no float64 Erf kernel); "
+                        "cast with images.astype(numpy.float32)")
+    shape = images.shape
+    ok = (len(shape) == 4 and shape[0] >= 1 and shape[1] == in_channels
+          and all(s >= 1 and s % patch_size == 0 for s in shape[2:]))
+    if not ok or (size is not None and tuple(shape[2:]) != tuple(size)):
+        raise ValueError(f"images must be {allowed}, got shape {shape}")
+    if not np.isfinite(images).all():
+        raise ValueError(f"images must be {allowed}, got non-finite values (NaN or inf)")
+    return images
+
+
+class OnnxGraph:
+    """An exported AdaPerceiver graph in an ONNX Runtime session on the CPU.
+
+    ``config`` is the checkpoint's config, ``graph`` the baked-in ``GraphConfig``.
+    ``threads`` sets intra-op threads (None: ONNX Runtime's default, all cores).
+    """
+
+    def __init__(self, path_or_proto: str | Path | Any, threads: int | None = None,
+                 optimization: str = "all"):
+        import onnx
+        import onnxruntime as ort
+
+        if isinstance(path_or_proto, (str, Path)):
+            proto = onnx.load(str(path_or_proto), load_external_data=False)
+            source: Any = str(path_or_proto)
+        else:
+            proto, source = path_or_proto, path_or_proto.SerializeToString()
+        meta = {p.key: p.value for p in proto.metadata_props}
+        if METADATA_GRAPH not in meta:
+            raise ValueError(f"{path_or_proto!r} is not an AdaPerceiver export: its metadata "
+                             f"lacks {METADATA_GRAPH!r}")
+        self.config = json.loads(meta[METADATA_CONFIG])
+        g = json.loads(meta[METADATA_GRAPH])
+        self.graph = GraphConfig(**{**g, "granularities": tuple(g["granularities"]),
+                                    "token_grans": tuple(g["token_grans"]),
+                                    "image_size": tuple(g["image_size"])})
+        options = ort.SessionOptions()
+        options.log_severity_level = 3  # no warnings about CastLike nodes it cannot fold
+        options.graph_optimization_level = {
+            "all": ort.GraphOptimizationLevel.ORT_ENABLE_ALL,
+            "extended": ort.GraphOptimizationLevel.ORT_ENABLE_EXTENDED,
+            "basic": ort.GraphOptimizationLevel.ORT_ENABLE_BASIC,
+            "none": ort.GraphOptimizationLevel.ORT_DISABLE_ALL}[optimization]
+        if threads is not None:
+            options.intra_op_num_threads = threads
+            options.inter_op_num_threads = 1
+        self.session = ort.InferenceSession(source, options, providers=["CPUExecutionProvider"])
+        self.output_names = [o.name for o in self.session.get_outputs()]
+
+    def run(self, images: Any) -> dict[str, np.ndarray]:
+        """Outputs by name (``logits`` (B, 1, C), ``features``, ``grid``) for float32 images
+        of the graph's (C, H, W); any batch size."""
+        c = self.config
+        check_images(images, c["in_channels"], c["patch_size"], self.graph.image_size)
+        values = self.session.run(None, {"images": np.ascontiguousarray(images)})
+        return dict(zip(self.output_names, values, strict=True))

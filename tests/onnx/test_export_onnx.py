@@ -1,0 +1,200 @@
+"""ONNX export and ONNX Runtime runs vs the NumPy oracle (TOL-1 float32), on the golden checkpoints.
+
+Each export costs seconds, so the few graphs are module fixtures, each covering several
+features: granularities and depths through one anytime grid, an odd width with N above
+max_latent_tokens on a non-square image, and the distill model through the CLI.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+
+import numpy as np
+import pytest
+
+import reference_numpy as ref
+from adaperceiver.export_onnx import (
+    METADATA_CONFIG,
+    METADATA_GRAPH,
+    export_onnx,
+    graph_config,
+    load_model,
+    register,
+    swap_weights,
+)
+from adaperceiver.onnx_session import OnnxGraph
+from conformance.cases import make_images
+from conformance.goldens import GOLDENS_DIR, load_manifest
+from conformance.tolerances import RTOL, errors
+
+onnx = pytest.importorskip("onnx")
+RTOL32 = RTOL["float32"]  # TOL-1
+
+
+def checkpoint(name: str) -> str:
+    return str(GOLDENS_DIR / load_manifest()["checkpoints"][name]["path"])
+
+
+def assert_close(actual: np.ndarray, expected: np.ndarray, what: str) -> None:
+    assert actual.shape == expected.shape, f"{what}: shape {actual.shape} vs {expected.shape}"
+    err = errors(actual, expected)[1]
+    assert err <= RTOL32, f"TOL-1: {what} relative error {err:.3g} > {RTOL32}"
+
+
+@pytest.fixture(scope="module")
+def anytime_graph(tmp_path_factory):
+    """cls-flex-block (grans 2, 4, 8, 16; 4 blocks) at N = 16, every depth (ANY-1)."""
+    out = tmp_path_factory.mktemp("onnx") / "anytime.onnx"
+    export_onnx(checkpoint("cls-flex-block"), out, anytime=True)
+    return out
+
+
+@pytest.fixture(scope="module")
+def odd_graph(tmp_path_factory):
+    """cls-flex-block at N = 20 > max_latent_tokens 16 (ROPE-3), odd width 7, depth 3,
+    8x12 images (PATCH-2); unoptimised, so its weights can be swapped."""
+    result = export_onnx(checkpoint("cls-flex-block"), tmp_path_factory.mktemp("onnx") / "o.onnx",
+                         num_tokens=20, mat_dim=7, depth=3, image_size=(8, 12), optimize=False)
+    return result
+
+
+@pytest.fixture(scope="module")
+def distill_graph(tmp_path_factory):
+    """The distill model exported through the command line (``export-onnx``)."""
+    out = tmp_path_factory.mktemp("onnx") / "distill.onnx"
+    parser = argparse.ArgumentParser()
+    register(parser.add_subparsers(dest="command"))
+    args = parser.parse_args(["export-onnx", "--checkpoint", checkpoint("distill-flex-block"),
+                              "--out", str(out), "--num-tokens", "6", "--mat-dim", "5",
+                              "--depth", "1", "--image-size", "12", "8"])
+    assert args.func(args) == 0
+    return out
+
+
+def test_anytime_graph_every_granularity_and_depth(anytime_graph):
+    """ANY-1, MASK-2, MASK-3, DEPTH-1: the anytime graph's grid entry [b, l, j] equals the
+    oracle's single run with N = G[j] and depth l + 1, for every granularity and depth; its
+    logits output is the full run (N = 16, depth 4)."""
+    config, weights = ref.load_checkpoint(checkpoint("cls-flex-block"))
+    images = make_images((3, 3, 16, 16), seed=1)
+    out = OnnxGraph(anytime_graph).run(images)
+    assert out["grid"].shape == (3, 4, 4, 10)
+    for j, g in enumerate((2, 4, 8, 16)):
+        for depth in (1, 2, 3, 4):
+            expected = ref.trace(weights, config, images, num_tokens=g, depth=depth).logits
+            assert_close(out["grid"][:, depth - 1, j], expected[:, 0], f"grid[N={g}, d={depth}]")
+    assert_close(out["logits"], ref.trace(weights, config, images).logits, "logits")
+
+
+def test_odd_width_ntk_resized_graph_and_dynamic_batch(odd_graph):
+    """MAT-1 (odd width 7), ROPE-3 (N = 20 > 16), PATCH-2 (8x12 images), DEPTH-1 (3 of 4
+    blocks): logits match the oracle within TOL-1; the batch is dynamic (B = 1 and B = 4
+    from one graph, each row equal to its single-image run, OUT-1)."""
+    config, weights = ref.load_checkpoint(checkpoint("cls-flex-block"))
+    graph = OnnxGraph(odd_graph.path, threads=1)
+    images = make_images((4, 3, 8, 12), seed=2)
+    expected = ref.trace(weights, config, images, num_tokens=20, mat_dim=7, depth=3).logits
+    batched = graph.run(images)["logits"]
+    assert_close(batched, expected, "logits, B=4")
+    for b in range(4):
+        assert_close(graph.run(images[b:b + 1])["logits"], expected[b:b + 1], f"row {b}, B=1")
+    shape = graph.session.get_inputs()[0].shape  # the batch is a symbol, the rest static
+    assert isinstance(shape[0], str) and shape[1:] == [3, 8, 12]
+
+
+def test_graph_passes_checker_and_records_configuration(odd_graph):
+    """The saved file passes onnx.checker with full shape inference; opset >= 18; the
+    checkpoint config and the baked-in configuration are in metadata_props; the batch
+    dimension is symbolic and the outputs are named."""
+    model = onnx.load(str(odd_graph.path))
+    onnx.checker.check_model(model, full_check=True)
+    assert max(o.version for o in model.opset_import if o.domain in ("", "ai.onnx")) >= 18
+    meta = {p.key: p.value for p in model.metadata_props}
+    recorded = json.loads(meta[METADATA_CONFIG])
+    written = json.loads((GOLDENS_DIR / load_manifest()["checkpoints"]["cls-flex-block"]["path"]
+                          / "config.json").read_text())
+    assert {k: recorded[k] for k in written} == written
+    graph = json.loads(meta[METADATA_GRAPH])
+    assert (graph["num_tokens"], graph["mat_dim"], graph["hidden"], graph["depth"],
+            graph["image_size"], graph["granularities"]) == (20, 7, 17, 3, [8, 12], [2, 4, 8, 16, 20])
+    batch = model.graph.input[0].type.tensor_type.shape.dim[0]
+    assert batch.dim_param and not batch.dim_value
+    assert [o.name for o in model.graph.output] == ["logits"]
+
+
+def test_swapped_weights_equal_the_other_checkpoint(odd_graph):
+    """CKPT-1: a graph exported from one checkpoint, with another checkpoint of the same
+    config swapped in, computes that checkpoint (vs the oracle on it)."""
+    config, weights = ref.load_checkpoint(checkpoint("cls-flex-block"))
+    other = {k: np.random.default_rng(7).standard_normal(v.shape).astype(np.float32) * 0.1
+             for k, v in weights.items()}
+    graph = OnnxGraph(swap_weights(odd_graph.proto, other))
+    images = make_images((2, 3, 8, 12), seed=3)
+    expected = ref.trace({k: v.astype(np.float64) for k, v in other.items()}, config, images,
+                         num_tokens=20, mat_dim=7, depth=3).logits
+    assert_close(graph.run(images)["logits"], expected, "swapped-weights logits")
+    assert errors(graph.run(images)["logits"], ref.trace(
+        weights, config, images, num_tokens=20, mat_dim=7, depth=3).logits)[1] > 1e-2
+
+
+def test_distill_graph_from_the_command_line(distill_graph):
+    """DIST-1..3 and the CLI: ``export-onnx`` writes a distill graph whose logits and features
+    match the oracle (N = 6, width 5, depth 1, 12x8 images)."""
+    config, weights = ref.load_checkpoint(checkpoint("distill-flex-block"))
+    images = make_images((2, 3, 12, 8), seed=4)
+    out = OnnxGraph(distill_graph).run(images)
+    logits, features = ref.distill(weights, config, images, num_tokens=6, mat_dim=5, depth=1)
+    assert_close(out["logits"], logits, "logits")
+    assert_close(out["features"], features, "features")
+
+
+def test_reference_evaluator_runs_the_graph(distill_graph):
+    """onnx.reference.ReferenceEvaluator (ONNX's own Python semantics, no ONNX Runtime) gives
+    the oracle's outputs on the distill graph: the graph is valid ONNX, not just ORT-valid."""
+    from onnx.reference import ReferenceEvaluator
+
+    config, weights = ref.load_checkpoint(checkpoint("distill-flex-block"))
+    images = make_images((1, 3, 12, 8), seed=5)
+    logits, features = ReferenceEvaluator(str(distill_graph)).run(None, {"images": images})
+    expected = ref.distill(weights, config, images, num_tokens=6, mat_dim=5, depth=1)
+    assert_close(np.asarray(logits), expected[0], "ReferenceEvaluator logits")
+    assert_close(np.asarray(features), expected[1], "ReferenceEvaluator features")
+
+
+@pytest.fixture(scope="module")
+def model():
+    return load_model(checkpoint("cls-flex-block"))
+
+
+@pytest.mark.parametrize(("kwargs", "error", "names"), [
+    ({"mat_dim": [4, 8, 16]}, TypeError, "mat_dim"),
+    ({"mat_dim": 17}, ValueError, "mat_dim"),
+    ({"num_tokens": 0}, ValueError, "num_tokens"),
+    ({"depth": 5}, ValueError, "depth"),
+    ({"image_size": (10, 16)}, ValueError, "image_size"),
+    ({"image_size": 16}, ValueError, "image_size"),
+    ({"anytime": True, "depth": 2}, ValueError, "depth"),
+])
+def test_bad_static_configuration_is_a_clear_error(model, kwargs, error, names):
+    """ARG-1..3, ARG-8: a configuration a static graph cannot bake in (a per-sample width
+    list, out-of-range values, an image size off the patch grid, depth with anytime) raises
+    before any export, naming the argument."""
+    with pytest.raises(error, match=rf"\b{names}\b"):
+        graph_config(model, **kwargs)
+
+
+@pytest.mark.parametrize(("images", "error", "what"), [
+    (make_images((2, 3, 8, 12), 0).astype(np.float64), TypeError, "float64"),
+    (make_images((2, 3, 16, 16), 0), ValueError, r"\(2, 3, 16, 16\)"),
+    (make_images((2, 3, 8, 12), 0).tolist(), TypeError, "list"),
+    (np.full((1, 3, 8, 12), np.nan, np.float32), ValueError, "non-finite"),
+])
+def test_bad_images_are_a_clear_error(odd_graph, images, error, what):
+    """ARG-7, ARG-8: float64 images (the graphs are float32), a size the graph was not
+    exported for, a list, NaNs: an error naming ``images`` and the problem, not an ONNX
+    Runtime failure."""
+    graph = OnnxGraph(odd_graph.proto)
+    with pytest.raises(error, match=what) as info:
+        graph.run(images)
+    assert "images must be" in str(info.value)
