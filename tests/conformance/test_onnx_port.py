@@ -30,7 +30,7 @@ def test_onnxruntime_port_conforms(tmp_path):
     assert report["totals"]["passed"] >= 60
     assert {"GOLD-1", "ANY-1", "EXIT-3", "ARG-8", "ROPE-3", "PATCH-2", "DIST-3"} <= {
         clause for clause, row in report["clauses"].items() if row["passed"]}
-    assert report["worst_errors"]["logits"]["max_rel"] <= 1e-4
+    assert report["worst_errors"]["accuracy"]["logits"]["max_rel"] <= 1e-4
     assert report["exclusions"] and all(reason.strip() and reason != "?"
                                         for reason in report["exclusions"])
     skipped = [i for i, o in outcomes(report).items() if o == "skipped"]
