@@ -9,9 +9,12 @@ from __future__ import annotations
 
 import json
 import os
+import signal
 import struct
 import subprocess
 import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -87,3 +90,17 @@ def run_bounded(body: str, *, timeout: float) -> dict[str, Any]:
     lines = done.stdout.strip().splitlines()
     assert done.returncode == 0 and lines, f"child failed: {done.stderr[-2000:]}"
     return json.loads(lines[-1])
+
+
+@contextmanager
+def time_bound(seconds: float) -> Iterator[None]:
+    """Fail (TimeoutError) if the block runs longer than ``seconds`` (main thread only)."""
+    def expire(signum, frame):
+        raise TimeoutError(f"exceeded the {seconds} s bound")
+    previous = signal.signal(signal.SIGALRM, expire)
+    signal.setitimer(signal.ITIMER_REAL, seconds)
+    try:
+        yield
+    finally:
+        signal.setitimer(signal.ITIMER_REAL, 0)
+        signal.signal(signal.SIGALRM, previous)

@@ -9,9 +9,7 @@ default), long with ``HYPOTHESIS_PROFILE=thorough``.
 from __future__ import annotations
 
 import json
-import signal
 import tempfile
-from contextlib import contextmanager
 from pathlib import Path
 
 import numpy as np
@@ -19,7 +17,7 @@ import pytest
 import torch
 from hypothesis import given
 from hypothesis import strategies as st
-from robust_helpers import make_checkpoint, read_header, write_header
+from robust_helpers import make_checkpoint, read_header, time_bound, write_header
 
 import reference_numpy as rn
 from adaperceiver import ClassificationAdaPerceiver
@@ -28,17 +26,6 @@ from adaperceiver.hub import CheckpointError as TorchCheckpointError
 EXAMPLE_SECONDS = 20  # the time bound of one example (both loaders or both forwards)
 
 
-@contextmanager
-def time_bound(seconds: float):
-    def expire(signum, frame):
-        raise TimeoutError(f"one fuzz example exceeded {seconds} s")
-    previous = signal.signal(signal.SIGALRM, expire)
-    signal.setitimer(signal.ITIMER_REAL, seconds)
-    try:
-        yield
-    finally:
-        signal.setitimer(signal.ITIMER_REAL, 0)
-        signal.signal(signal.SIGALRM, previous)
 
 
 @pytest.fixture(scope="module")

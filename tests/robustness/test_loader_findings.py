@@ -6,14 +6,19 @@ the rest run in-process under an alarm."""
 from __future__ import annotations
 
 import os
-import signal
 import struct
-from contextlib import contextmanager
 
 import numpy as np
 import pytest
 import torch
-from robust_helpers import edit_config, make_checkpoint, read_header, run_bounded, write_header
+from robust_helpers import (
+    edit_config,
+    make_checkpoint,
+    read_header,
+    run_bounded,
+    time_bound,
+    write_header,
+)
 
 import reference_numpy as rn
 from adaperceiver import ClassificationAdaPerceiver
@@ -24,18 +29,6 @@ TORCH_LOAD = ("from adaperceiver import ClassificationAdaPerceiver as M\n"
               "M.from_pretrained({path!r})\nreturn 'loaded'")
 
 
-@contextmanager
-def time_bound(seconds: float):
-    """Fail (TimeoutError) if the block runs longer than ``seconds`` (main thread only)."""
-    def expire(signum, frame):
-        raise TimeoutError(f"exceeded the {seconds} s bound")
-    previous = signal.signal(signal.SIGALRM, expire)
-    signal.setitimer(signal.ITIMER_REAL, seconds)
-    try:
-        yield
-    finally:
-        signal.setitimer(signal.ITIMER_REAL, 0)
-        signal.signal(signal.SIGALRM, previous)
 
 
 def oracle_problems(path) -> str:
