@@ -328,6 +328,8 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--samples", type=int, default=7, help="samples per GEMM shape")
     parser.add_argument("--compile", action="store_true",
                         help="also time the compiled path (compiles for minutes)")
+    parser.add_argument("--anytime", action="store_true",
+                        help="then the anytime-grid rows (python -m adaperceiver.bench_anytime)")
     args = parser.parse_args(argv)
     rounds, samples = (3, 3) if args.quick else (args.rounds, args.samples)
     torch.manual_seed(0)
@@ -355,6 +357,10 @@ def main(argv: list[str] | None = None) -> None:
                 bench_compiled(model, peer, torch.randn(batch, 3, 224, 224), CONFIGS[0],
                                rounds, samples)
     print(f"load average at the end {load()}")
+    if args.anytime:
+        from . import bench_anytime  # imports this module: deferred to avoid a cycle
+
+        bench_anytime.main(["--quick"] if args.quick else [])
 
 
 if __name__ == "__main__":

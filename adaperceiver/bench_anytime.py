@@ -24,14 +24,11 @@ from collections.abc import Callable
 
 import torch
 
+from .bench import PUBLISHED as PUBLISHED_SIZE
+from .bench import WIDTHS
 from .flops import anytime_flops, flops
 from .model import ClassificationAdaPerceiver
 
-PUBLISHED_SIZE = dict(embed_dim=832, num_heads=13, depth=21, max_latent_tokens=256,
-                      ffn_ratio=2.57, mask_token_grans=[32, 64, 96, 128, 192, 256],
-                      mat_dims=[416, 624, 832], img_size=224, patch_size=16, num_classes=1000,
-                      use_embed_ffn=True)
-WIDTHS = (416, 624, 832)
 QUICK_DEPTHS = (1, 11, 21)
 
 
