@@ -4,22 +4,24 @@
 (``bench.randomize``) at the published size (embed 832, 13 heads, 21 blocks, 224x224,
 patch 16). For each budget (N, m, depth) in ``BUDGETS``: export the static graph (export
 time, file size), then images/s of ONNX Runtime and of the PyTorch model at batch 1 and
-8, timed in interleaved rounds (``bench.interleaved``, best of R), and the ratio
-onnxruntime / torch (> 1: ONNX Runtime is faster). Both use the same thread count.
-Speed numbers come only from this run; a shared machine makes them noisy.
+8, timed in interleaved rounds (``bench.interleaved``; median [min..max] over the
+rounds), and the speed ratio onnxruntime / torch as the median [min..max] of per-round
+ratios (> 1: ONNX Runtime is faster). Both use the same thread count. Speed numbers
+come only from this run; the load average printed before and after shows whether
+other work competed.
 """
 
 from __future__ import annotations
 
 import argparse
-import os
 import tempfile
+from functools import partial
 from pathlib import Path
 
 import numpy as np
 import torch
 
-from .bench import PUBLISHED, interleaved, randomize
+from .bench import PUBLISHED, interleaved, load, randomize, ratios, spread
 from .export_onnx import export_onnx
 from .model import ClassificationAdaPerceiver
 from .onnx_session import OnnxGraph
@@ -39,12 +41,13 @@ def bench_budget(model: ClassificationAdaPerceiver, budget: tuple[int, int, int]
         xt = torch.from_numpy(x)
         with torch.inference_mode():
             best = interleaved({
-                "onnxruntime": lambda: graph.run(x),
-                "torch": lambda: model(xt, num_tokens=N, mat_dim=m, depth=d),
+                "onnxruntime": partial(graph.run, x),
+                "torch": partial(model, xt, num_tokens=N, mat_dim=m, depth=d),
             }, rounds)
-        ort_ips, torch_ips = batch / best["onnxruntime"], batch / best["torch"]
-        print(f"  batch {batch}: onnxruntime {ort_ips:8.2f} img/s  torch {torch_ips:8.2f} img/s"
-              f"  ratio {ort_ips / torch_ips:5.2f}")
+        ort, pt = best["onnxruntime"], best["torch"]
+        print(f"  batch {batch}: onnxruntime {spread([batch / t for t in ort], 1, '.2f')} img/s, "
+              f"torch {spread([batch / t for t in pt], 1, '.2f')} img/s, "
+              f"onnxruntime / torch {spread(ratios(pt, ort), 1, '.2f')}", flush=True)
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -57,13 +60,13 @@ def main(argv: list[str] | None = None) -> None:
     torch.set_num_threads(args.threads)
     model = ClassificationAdaPerceiver(**PUBLISHED).eval()
     randomize(model)
-    print(f"torch {torch.__version__}, {args.threads} threads, load average "
-          f"{os.getloadavg()[0]:.2f}")
+    print(f"torch {torch.__version__}, {args.threads} threads, load average {load()}; "
+          f"images/s as median [min..max] over the rounds")
     with tempfile.TemporaryDirectory() as tmp:
         for budget in BUDGETS:
             bench_budget(model, budget, Path(tmp), (1, 8), 1 if args.quick else args.rounds,
                          args.threads)
-    print(f"load average at the end {os.getloadavg()[0]:.2f}")
+    print(f"load average at the end {load()}")
 
 
 if __name__ == "__main__":

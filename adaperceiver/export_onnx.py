@@ -22,8 +22,8 @@ builds Python lists of batch length, which would specialise the batch), and the
 forward is then traced from the model's own pieces (``_start``, ``_plan``,
 ``_run_blocks``, ``_write_query``, ``_write``, ``output_adapter``,
 ``_write_features``) with Python ints only; inside ``torch.export``
-``torch.compiler.is_compiling()`` is True, so the derived-weight caches of
-``layers.py`` are bypassed and every initializer is a checkpoint parameter, named
+``torch.compiler.is_compiling()`` is True, so ``rope.apply_rope`` takes its real-valued
+form (no complex tensors) and every initializer is a checkpoint parameter, named
 by its state-dict key (prefixed ``model.``).
 """
 
@@ -32,6 +32,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import json
+import logging
 import time
 import warnings
 from collections.abc import Iterator, Sequence
@@ -111,7 +112,8 @@ def graph_config(model: Model, *, num_tokens: Any = None, mat_dim: Any = None, d
     hidden = None if call.hidden is None else call.hidden[0]
     gc = GraphConfig(kind=model_kind(model), num_tokens=call.num_tokens,
                      granularities=granularities(call.token_grans, call.num_tokens),
-                     token_grans=call.token_grans, mat_dim=None if mat_dim is None else int(mat_dim),
+                     token_grans=call.token_grans,
+                     mat_dim=None if mat_dim is None else int(mat_dim),
                      hidden=hidden, depth=call.depth, image_size=(H, W), anytime=anytime)
     return gc, call
 
@@ -196,7 +198,8 @@ def _shared_torchlib_registry() -> Iterator[None]:
     def cached(klass, opset_version=None):
         key = opset_version
         if key not in _REGISTRIES:
-            _REGISTRIES[key] = build(klass) if opset_version is None else build(klass, opset_version)
+            args = () if opset_version is None else (opset_version,)
+            _REGISTRIES[key] = build(klass, *args)
         return _REGISTRIES[key]
 
     cls.from_torchlib = classmethod(cached)
@@ -207,6 +210,26 @@ def _shared_torchlib_registry() -> Iterator[None]:
 
 
 _REGISTRIES: dict[Any, Any] = {}
+
+EXPORTER_LOGGERS = ("torch.onnx", "onnxscript")  # "torchvision is not installed", "Skipping
+# constant folding for op LayerNormalization with multiple outputs", one line per op
+
+
+@contextlib.contextmanager
+def _quiet_exporter() -> Iterator[None]:
+    """Silence the exporter's chatter (warnings and the log records of ``EXPORTER_LOGGERS``
+    below ERROR) for the duration of one export; errors still raise and log."""
+    loggers = [logging.getLogger(name) for name in EXPORTER_LOGGERS]
+    levels = [logger.level for logger in loggers]
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        for logger in loggers:
+            logger.setLevel(logging.ERROR)
+        try:
+            yield
+        finally:
+            for logger, level in zip(loggers, levels, strict=True):
+                logger.setLevel(level)
 
 
 def load_model(model_or_checkpoint: Model | str | Path) -> Model:
@@ -254,8 +277,7 @@ def export_onnx(model_or_checkpoint: Model | str | Path, out: str | Path | None,
     H, W = gc.image_size
     probe = torch.zeros(2, model.config["in_channels"], H, W)
     start = time.perf_counter()
-    with torch.no_grad(), _shared_torchlib_registry(), warnings.catch_warnings():
-        warnings.simplefilter("ignore")  # exporter chatter (deprecations, torchvision absent)
+    with torch.no_grad(), _shared_torchlib_registry(), _quiet_exporter():
         program = torch.onnx.export(
             StaticForward(model, call, gc), (probe,), dynamo=True, opset_version=OPSET,
             input_names=["images"], output_names=list(gc.output_names),

@@ -100,7 +100,8 @@ def _real(flag: str):
         try:
             return float(text)
         except ValueError:
-            raise argparse.ArgumentTypeError(f"{flag} must be a real number, got {text!r}") from None
+            raise argparse.ArgumentTypeError(
+                f"{flag} must be a real number, got {text!r}") from None
     return parse
 
 

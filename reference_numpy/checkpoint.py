@@ -31,8 +31,8 @@ import numpy as np
 from .bfloat16 import float_to_bfloat16_bits
 from .config import ConfigError, config_kind, validate_config
 from .safetensors_reader import (
-    count_nonfinite,
     STORAGE_DTYPES,
+    count_nonfinite,
     decode,
     open_regular,
     read_header,

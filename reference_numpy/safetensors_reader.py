@@ -148,8 +148,8 @@ def _parse_entry(key: str, entry: Any, buffer_len: int, problems: list[str]):
     After noting a problem, the shape (when unreadable) or the span is None.
     """
     if not isinstance(entry, dict) or not {"dtype", "shape", "data_offsets"} <= entry.keys():
-        problems.append(f"tensor {short_repr(key)}: header entry must hold dtype, shape and data_offsets, "
-                        f"got {short_repr(entry)}")
+        problems.append(f"tensor {short_repr(key)}: header entry must hold dtype, shape and "
+                        f"data_offsets, got {short_repr(entry)}")
         return None, None, None
     tag, shape, offsets = entry["dtype"], entry["shape"], entry["data_offsets"]
 
@@ -160,7 +160,8 @@ def _parse_entry(key: str, entry: Any, buffer_len: int, problems: list[str]):
         problems.append(f"tensor {short_repr(key)}: dtype must be a string, got {short_repr(tag)}")
         return None, None, None
     if not (isinstance(shape, list) and all(map(is_count, shape))):
-        problems.append(f"tensor {short_repr(key)}: shape must be a list of ints >= 0, got {short_repr(shape)}")
+        problems.append(f"tensor {short_repr(key)}: shape must be a list of ints >= 0, "
+                        f"got {short_repr(shape)}")
         return tag, None, None
     shape = tuple(shape)
     if not (isinstance(offsets, list) and len(offsets) == 2 and all(map(is_count, offsets))):
@@ -169,14 +170,14 @@ def _parse_entry(key: str, entry: Any, buffer_len: int, problems: list[str]):
         return tag, shape, None
     begin, end = offsets
     if not begin <= end <= buffer_len:
-        problems.append(f"tensor {short_repr(key)}: data_offsets {short_repr(offsets)} lie outside the "
-                        f"{buffer_len}-byte data buffer (file truncated or corrupt)")
+        problems.append(f"tensor {short_repr(key)}: data_offsets {short_repr(offsets)} lie "
+                        f"outside the {buffer_len}-byte data buffer (file truncated or corrupt)")
         return tag, shape, None
     if tag in STORAGE_DTYPES:
         expected = math.prod(shape) * STORAGE_DTYPES[tag].itemsize
         if end - begin != expected:
-            problems.append(f"tensor {short_repr(key)}: {end - begin} data bytes do not match shape "
-                            f"{short_repr(shape)} of {tag} ({short_repr(expected)} bytes)")
+            problems.append(f"tensor {short_repr(key)}: {end - begin} data bytes do not match "
+                            f"shape {short_repr(shape)} of {tag} ({short_repr(expected)} bytes)")
             return tag, shape, None
     return tag, shape, (begin, end)
 
@@ -196,9 +197,11 @@ def _check_spans(name: str, spans: list[tuple[int, int, str]], buffer_len: int) 
     position, previous = 0, None
     for begin, end, key in sorted(spans):
         if begin < position:
-            problems.append(f"{name}: data of tensors {short_repr(previous)} and {short_repr(key)} overlap")
+            problems.append(f"{name}: data of tensors {short_repr(previous)} and "
+                            f"{short_repr(key)} overlap")
         elif begin > position:
-            problems.append(f"{name}: {begin - position} unused bytes before tensor {short_repr(key)}")
+            problems.append(f"{name}: {begin - position} unused bytes before tensor "
+                            f"{short_repr(key)}")
         position, previous = max(position, end), key
     if spans and position != buffer_len:
         problems.append(f"{name}: {buffer_len - position} unused bytes after the last tensor")

@@ -109,8 +109,9 @@ def evaluate(model: ClassificationAdaPerceiver, x: Tensor, y: Tensor, *, batch_s
     bar.close()
     full_gflops = grid_rows[-1]["gflops"]  # the last row: all N, all blocks, full width
     logits_by_depth = torch.cat(columns)  # (n, L, C)
+    full_n = out.granularities[-1]
     gflops_by_depth = np.array([r["gflops"] for r in grid_rows
-                                if r["width"] == widths[-1] and r["num_tokens"] == out.granularities[-1]])
+                                if r["width"] == widths[-1] and r["num_tokens"] == full_n])
     rows = []
     configs = [(r, dict(num_tokens=r["num_tokens"], depth=r["depth"], mat_dim=r["width"]))
                for r in grid_rows]

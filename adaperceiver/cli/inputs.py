@@ -85,7 +85,8 @@ def decode_image(path: Path, channels: int, flag: str = "IMAGE") -> Tensor:
         raise CliError(f"{flag} {path}: cannot decode the image ({err})") from None
     if pixels.ndim == 2:
         pixels = pixels[:, :, None]
-    return torch.from_numpy(np.ascontiguousarray(pixels.transpose(2, 0, 1)))  # (H, W, C) -> (C, H, W)
+    chw = pixels.transpose(2, 0, 1)  # (H, W, C) -> (C, H, W)
+    return torch.from_numpy(np.ascontiguousarray(chw))
 
 
 def load_inputs(paths: Sequence[str], loaded: Loaded) -> tuple[list[str], Tensor]:

@@ -9,12 +9,14 @@ from __future__ import annotations
 
 import argparse
 import json
+import logging
 
 import numpy as np
 import pytest
 
 import reference_numpy as ref
 from adaperceiver.export_onnx import (
+    EXPORTER_LOGGERS,
     METADATA_CONFIG,
     METADATA_GRAPH,
     export_onnx,
@@ -117,7 +119,8 @@ def test_graph_passes_checker_and_records_configuration(odd_graph):
     assert {k: recorded[k] for k in written} == written
     graph = json.loads(meta[METADATA_GRAPH])
     assert (graph["num_tokens"], graph["mat_dim"], graph["hidden"], graph["depth"],
-            graph["image_size"], graph["granularities"]) == (20, 7, 17, 3, [8, 12], [2, 4, 8, 16, 20])
+            graph["image_size"], graph["granularities"]) == (
+                20, 7, 17, 3, [8, 12], [2, 4, 8, 16, 20])
     batch = model.graph.input[0].type.tensor_type.shape.dim[0]
     assert batch.dim_param and not batch.dim_value
     assert [o.name for o in model.graph.output] == ["logits"]
@@ -198,3 +201,23 @@ def test_bad_images_are_a_clear_error(odd_graph, images, error, what):
     with pytest.raises(error, match=what) as info:
         graph.run(images)
     assert "images must be" in str(info.value)
+
+
+def test_export_command_prints_one_line(tmp_path, capfd, caplog):
+    """The ``adaperceiver export-onnx`` command prints one line (the file, its size, the
+    time and the configuration) and nothing on stderr, and the exporter's own log chatter
+    (a "Skipping constant folding" warning per LayerNorm, "torchvision is not installed")
+    is silenced for the export: no warning record of ``EXPORTER_LOGGERS`` is emitted."""
+    from adaperceiver.cli import main
+
+    out = tmp_path / "cls.onnx"
+    status = main(["export-onnx", "--checkpoint", checkpoint("cls-flex-block"), "--out",
+                   str(out), "--num-tokens", "8", "--depth", "1"])
+    captured = capfd.readouterr()
+    assert status == 0 and out.is_file()
+    assert captured.err == ""
+    assert captured.out.startswith(f"wrote {out} (") and captured.out.count("\n") == 1
+    assert json.loads(captured.out.split(": ", 1)[1])["depth"] == 1
+    chatter = [r.getMessage() for r in caplog.records
+               if r.name.startswith(EXPORTER_LOGGERS) and r.levelno >= logging.WARNING]
+    assert not chatter, chatter[:3]

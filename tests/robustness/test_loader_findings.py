@@ -236,7 +236,7 @@ def test_n1_duplicate_header_key_is_rejected_by_both(ck):
     """N1, CKPT-8: the same header key twice with identical entries; torch used to keep the
     last one silently."""
     header, data = read_header(ck)
-    text = '{"process_latents.token": %s, ' % json_entry(header["process_latents.token"])
+    text = f'{{"process_latents.token": {json_entry(header["process_latents.token"])}, '
     write_header(ck, text + json_body(header), data)
     assert "duplicate" in oracle_problems(ck).lower()
     assert "more than once" in torch_problems(ck)

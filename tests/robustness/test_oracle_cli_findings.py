@@ -35,7 +35,8 @@ def test_f9_n4_bad_flags_are_named(capsys, tmp_path, flag, value, says):
 def test_f9_huge_num_tokens_is_a_clean_error(capsys, tmp_path):
     """F9, LIM-2: --num-tokens 10**30 reaches the model's ValueError, not a traceback."""
     ck = make_checkpoint(tmp_path / "ck")
-    status, err = run_cli(capsys, "classify", "--checkpoint", str(ck), "--num-tokens", "1" + "0" * 30)
+    status, err = run_cli(capsys, "classify", "--checkpoint", str(ck),
+                          "--num-tokens", "1" + "0" * 30)
     assert status == 1 and err.startswith("error: num_tokens must be an int in 1..65536")
 
 

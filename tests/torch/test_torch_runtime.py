@@ -21,8 +21,9 @@ def loaded():
 
 
 def test_no_grad_and_autograd_paths_agree_with_inference_mode(loaded):
-    """STATE-1, TOL-1: inference_mode (fused/padded weights), no_grad and autograd (sliced
-    parameters) give the same logits; gradients reach every parameter used."""
+    """STATE-1, TOL-1: inference_mode (in-place GELU), no_grad and autograd (every
+    intermediate kept for the backward pass) give the same logits; gradients reach every
+    parameter used."""
     model, _, config = loaded
     x = torch.from_numpy(images(2, config)).float()
     args = dict(num_tokens=12, mat_dim=[5, 16])
@@ -39,8 +40,8 @@ def test_no_grad_and_autograd_paths_agree_with_inference_mode(loaded):
 
 
 def test_derived_weights_follow_parameter_updates():
-    """STATE-1: cached fused/padded weights are rebuilt when parameters change in place
-    (load_state_dict, copy_), so results always reflect the current parameters."""
+    """STATE-1: results follow parameters changed in place (load_state_dict, copy_): no
+    derived weight (fused q/k/v, padded fc1, or any other copy) may go stale."""
     config = tiny_config()
     with checkpoint(config, seed=1) as (path_a, weights_a):
         model = ClassificationAdaPerceiver.from_pretrained(path_a).double()
