@@ -4,8 +4,8 @@
 ``torch.no_grad()`` the parameters are treated as constants and what depends on them
 alone is folded; elementwise work (RoPE, LayerNorm, GELU, residuals) is fused into
 generated kernels, while the GEMMs stay ATen (MKL) calls on the CPU where it was
-measured (the profile shows ``aten::addmm``, no prepacked weights). It is a snapshot of the weights: after changing any
-parameter, compile again. Each new batch size, image size or budget (num_tokens,
+measured (the profile shows ``aten::addmm``, no prepacked weights). It is a snapshot
+of the weights: after changing any parameter, compile again. Each new batch size, image size or budget (num_tokens,
 mat_dim, depth) compiles a new graph (70-80 s at the published size on a 2-core CPU,
 about 30 s when torch's on-disk inductor cache holds it); per-sample widths and
 confidence exit run the graph per call they were traced for.
