@@ -6,12 +6,11 @@ alone is folded; elementwise work (RoPE, LayerNorm, GELU, residuals) is fused in
 generated kernels, while the GEMMs stay ATen (MKL) calls on the CPU where it was
 measured (the profile shows ``aten::addmm``, no prepacked weights). It is a snapshot
 of the weights: after changing any parameter, compile again. Each new batch size,
-image size or budget (num_tokens, mat_dim, depth) compiles a new graph (70-80 s at the
-published size on a 2-core CPU, about 30 s when torch's on-disk inductor cache holds
-it); per-sample widths and confidence exit run the graph per call they were traced for.
-``python -m adaperceiver.bench --compile`` measures what it pays on the machine at
-hand: on the 2-core development machine 1.05-1.14x eager and 1.07-1.21x the peer at
-(256, 832, 21), batch 1 and 8 (docs/performance.md).
+image size or budget (num_tokens, mat_dim, depth) compiles a new graph (minutes on a
+small CPU); per-sample widths and confidence exit run the graph per call they were
+traced for. On the 2-core development machine it ran slower than eager (inductor
+recomputes the RoPE tables' cos/sin per rotated element); ``python -m adaperceiver.bench
+--compile`` measures what it pays on the machine at hand (docs/performance.md).
 """
 
 from __future__ import annotations

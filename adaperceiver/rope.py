@@ -11,7 +11,6 @@ import torch
 from torch import Tensor
 
 
-@torch.compiler.assume_constant_result
 def rope_tables(num_tokens: int, head_dim: int, theta: float, max_latent_tokens: int,
                 device: torch.device) -> tuple[Tensor, Tensor]:
     """cos and sin of the rotation angles, each (N, hd/2) float64.
@@ -19,12 +18,6 @@ def rope_tables(num_tokens: int, head_dim: int, theta: float, max_latent_tokens:
     f_i = theta^(-2i/hd), i < hd/2 (ROPE-1); angle[p, i] = p * f_i for positions
     p = 0..N-1 (ROPE-2); when N > L = max_latent_tokens every f_i is divided by
     N / L (ROPE-3, NTK scaling).
-
-    The tables depend on Python numbers only, so ``torch.compile`` may compute them once
-    while tracing and keep them as constants (``assume_constant_result``). Without that
-    inductor fused the float64 cos/sin into the RoPE kernels and recomputed them for
-    every rotated element: 63 ms per call at batch 8, N 256, slower than eager (measured,
-    docs/performance.md). Eagerly the decorator changes nothing.
     """
     exponents = torch.arange(0, head_dim, 2, dtype=torch.float64, device=device) / head_dim
     freqs = float(theta) ** -exponents  # (hd/2,)
