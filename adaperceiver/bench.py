@@ -51,7 +51,8 @@ PUBLISHED = dict(embed_dim=832, num_heads=13, depth=21, max_latent_tokens=256, f
                  img_size=224, patch_size=16, num_classes=1000, use_embed_ffn=True)
 CONFIGS = [(256, 832, 21), (256, 416, 21), (64, 832, 21)]  # (N, width, depth)
 WIDTHS = (416, 624, 832)
-GEMM_OPS = ("aten::addmm", "aten::mm", "aten::bmm", "aten::baddbmm")
+GEMM_OPS = ("aten::addmm", "aten::mm", "aten::bmm", "aten::baddbmm",
+            "mkl::_mkl_linear")  # the last: the compiled path's prepacked linears
 ATTENTION_OPS = ("aten::_scaled_dot_product_flash_attention_for_cpu",
                  "aten::_scaled_dot_product_attention_math")
 
@@ -306,7 +307,8 @@ def bench_exit(model: ClassificationAdaPerceiver, x: Tensor, rounds: int) -> Non
 
 def bench_compiled(model: ClassificationAdaPerceiver, peer: PeerAdaPerceiver, x: Tensor,
                    budget: tuple[int, int, int], rounds: int, samples: int) -> None:
-    """The compiled path (compile_frozen) at ``budget`` next to eager ours and the peer."""
+    """The compiled path (compile_frozen) at ``budget``, timed in the same rounds as eager
+    ours and the peer (their row is printed first), with its own non-GEMM share."""
     N, width, depth = budget
     compiled = compile_frozen(model)
     run = partial(compiled, x, num_tokens=N, mat_dim=width, depth=depth)
@@ -314,9 +316,11 @@ def bench_compiled(model: ClassificationAdaPerceiver, peer: PeerAdaPerceiver, x:
     run()
     cost = time.perf_counter() - start
     t = bench_config(model, peer, x, budget, rounds, samples, {"compiled": run})
+    share = profile_call(run)
     print(f"  compiled (inductor, frozen weights): {spread(t['compiled'], 1e3)} ms, "
           f"peer / compiled {spread(ratios(t['peer'], t['compiled']), 1, '.2f')}, "
-          f"ours eager / compiled {spread(ratios(t['ours'], t['compiled']), 1, '.2f')}; "
+          f"ours eager / compiled {spread(ratios(t['ours'], t['compiled']), 1, '.2f')}, "
+          f"non-GEMM {1 - share.gemm_share:.1%} (attn {share.attention_share:.1%}); "
           f"compile + first call {cost:.0f} s", flush=True)
 
 
@@ -327,7 +331,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--rounds", type=int, default=7, help="interleaved timing rounds")
     parser.add_argument("--samples", type=int, default=7, help="samples per GEMM shape")
     parser.add_argument("--compile", action="store_true",
-                        help="also time the compiled path (compiles for minutes)")
+                        help="also time the compiled path at every budget (compiles for minutes)")
     parser.add_argument("--anytime", action="store_true",
                         help="then the anytime-grid rows (python -m adaperceiver.bench_anytime)")
     args = parser.parse_args(argv)
@@ -354,8 +358,10 @@ def main(argv: list[str] | None = None) -> None:
     if args.compile:
         with torch.no_grad():
             for batch in (1, 8):
-                bench_compiled(model, peer, torch.randn(batch, 3, 224, 224), CONFIGS[0],
-                               rounds, samples)
+                print(HEADER)
+                x = torch.randn(batch, 3, 224, 224)
+                for budget in CONFIGS:
+                    bench_compiled(model, peer, x, budget, rounds, samples)
     print(f"load average at the end {load()}")
     if args.anytime:
         from . import bench_anytime  # imports this module: deferred to avoid a cycle

@@ -1,29 +1,46 @@
 """Opt-in compiled inference: ``torch.compile`` (inductor) with frozen weights.
 
-``compile_frozen(model)`` returns the model compiled with inductor's freezing: under
-``torch.no_grad()`` the parameters are treated as constants and what depends on them
-alone is folded; elementwise work (RoPE, LayerNorm, GELU, residuals) is fused into
-generated kernels, while the GEMMs stay ATen (MKL) calls on the CPU where it was
-measured (the profile shows ``aten::addmm``, no prepacked weights). It is a snapshot
-of the weights: after changing any parameter, compile again. Each new batch size,
-image size or budget (num_tokens, mat_dim, depth) compiles a new graph (minutes on a
-small CPU); per-sample widths and confidence exit run the graph per call they were
-traced for. On the 2-core development machine it ran slower than eager (inductor
-recomputes the RoPE tables' cos/sin per rotated element); ``python -m adaperceiver.bench
---compile`` measures what it pays on the machine at hand (docs/performance.md).
+``compile_frozen(model)`` returns the model compiled with inductor's freezing: the
+parameters are treated as constants, the linear weights are prepacked for MKL
+(``mkl::_mkl_linear`` replaces ``aten::addmm``, and the bias is no longer copied into
+every output first), and the elementwise work (RoPE, LayerNorm, GELU, residuals) is
+fused into generated kernels. It is a snapshot of the weights: after changing any
+parameter, compile again. Each new batch size, image size or budget (num_tokens,
+mat_dim, depth) compiles a new graph (about a minute at the published size on a
+2-core CPU); per-sample widths and confidence exit run the graph per call they were
+traced for. ``python -m adaperceiver.bench --compile`` measures what it pays on the
+machine at hand (docs/performance.md).
+
+Freezing is decided when dynamo traces, from inductor's process-wide ``freezing``
+setting (``torch.compile(options={"freezing": True})`` alone leaves the weights as
+graph inputs, so nothing is prepacked). The compiled model therefore turns the setting
+on for the duration of each call, under a process-wide lock so that concurrent calls
+cannot leave it on: calls from several threads run one at a time (each already uses
+every intra-op thread).
 """
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Callable
+from functools import wraps
 
 import torch
+import torch._inductor.config as inductor_config
 
 from .model import AdaPerceiverOutput, _AdaPerceiver
 
+_FREEZING = threading.Lock()  # held while inductor's process-wide freezing setting is on
+
 
 def compile_frozen(model: _AdaPerceiver) -> Callable[..., AdaPerceiverOutput]:
-    """``model`` compiled by inductor with frozen weights; call it under ``torch.no_grad()``
-    with the model's forward arguments."""
-    return torch.compile(model.eval(), fullgraph=True, dynamic=False,
-                         options={"freezing": True})
+    """``model`` compiled by inductor with frozen, prepacked weights. Call it with the
+    model's forward arguments; it runs without autograd (frozen weights are constants)."""
+    compiled = torch.compile(model.eval(), fullgraph=True, dynamic=False)
+
+    @wraps(model.forward)
+    def frozen(*args, **kwargs) -> AdaPerceiverOutput:
+        with _FREEZING, inductor_config.patch(freezing=True), torch.no_grad():
+            return compiled(*args, **kwargs)
+
+    return frozen

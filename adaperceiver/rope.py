@@ -17,15 +17,38 @@ def rope_tables(num_tokens: int, head_dim: int, theta: float, max_latent_tokens:
 
     f_i = theta^(-2i/hd), i < hd/2 (ROPE-1); angle[p, i] = p * f_i for positions
     p = 0..N-1 (ROPE-2); when N > L = max_latent_tokens every f_i is divided by
-    N / L (ROPE-3, NTK scaling).
+    N / L (ROPE-3, NTK scaling). For N <= L the frequencies do not depend on N, so the
+    tables are the first N rows of the tables for L positions (every entry is computed
+    on its own, so the rows are the same bits).
     """
+    if num_tokens > max_latent_tokens:
+        return _angle_tables(num_tokens, head_dim, theta, num_tokens / max_latent_tokens, device)
+    cos, sin = _unscaled_tables(max_latent_tokens, head_dim, theta, device)
+    return cos[:num_tokens], sin[:num_tokens]  # (L, hd/2) -> (N, hd/2)
+
+
+def _angle_tables(num_tokens: int, head_dim: int, theta: float, ntk_scale: float | None,
+                  device: torch.device) -> tuple[Tensor, Tensor]:
+    """cos and sin of p * f_i / ntk_scale for p < num_tokens, i < hd/2 (ROPE-1..3)."""
     exponents = torch.arange(0, head_dim, 2, dtype=torch.float64, device=device) / head_dim
     freqs = float(theta) ** -exponents  # (hd/2,)
-    if num_tokens > max_latent_tokens:
-        freqs = freqs / (num_tokens / max_latent_tokens)
+    if ntk_scale is not None:
+        freqs = freqs / ntk_scale
     positions = torch.arange(num_tokens, dtype=torch.float64, device=device)
     angles = torch.outer(positions, freqs)  # (N, hd/2)
     return angles.cos(), angles.sin()
+
+
+@torch.compiler.assume_constant_result
+def _unscaled_tables(length: int, head_dim: int, theta: float,
+                     device: torch.device) -> tuple[Tensor, Tensor]:
+    """The tables of positions 0..length-1 without NTK scaling. Its arguments are the
+    config's numbers, never N, so ``torch.compile`` may run it once while tracing and
+    keep the result as a constant; otherwise inductor fuses the float64 cos/sin into
+    every rotation and recomputes them per rotated element (measured: one 63 ms kernel
+    per call, docs/performance.md). A constant-result function cannot take N: after a
+    second N torch makes it a symbolic int."""
+    return _angle_tables(length, head_dim, theta, None, device)
 
 
 def rope_dtype(dtype: torch.dtype) -> torch.dtype:
