@@ -7,7 +7,8 @@ every output first), and the elementwise work (RoPE, LayerNorm, GELU, residuals)
 fused into generated kernels. It is a snapshot of the weights: after changing any
 parameter, compile again. Each new batch size, image size or budget (num_tokens,
 mat_dim, depth) compiles a new graph (about a minute at the published size on a
-2-core CPU); per-sample widths and confidence exit run the graph per call they were
+2-core CPU) and holds its own packed copy of the weights (about 0.6 GB at the published
+size); per-sample widths and confidence exit run the graph per call they were
 traced for. ``python -m adaperceiver.bench --compile`` measures what it pays on the
 machine at hand (docs/performance.md).
 
