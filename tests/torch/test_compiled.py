@@ -14,8 +14,6 @@ from adaperceiver.compiled import compile_frozen
 
 
 @pytest.mark.slow
-# importing inductor triggers torch's own torch.jit deprecation warning (not our code)
-@pytest.mark.filterwarnings("ignore:`torch.jit.script_method` is deprecated:DeprecationWarning")
 def test_compile_frozen_matches_the_oracle():
     """TOL-1 (float32 row), MASK-3, MAT-1: the frozen inductor graph gives the oracle's logits
     at a masked, narrowed, shallower budget; its weights really are frozen and prepacked

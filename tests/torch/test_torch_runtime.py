@@ -111,8 +111,6 @@ def test_torch_compile_fullgraph(loaded):
 
 
 @pytest.mark.slow
-# importing inductor triggers torch's own torch.jit deprecation warning (not our code)
-@pytest.mark.filterwarnings("ignore:`torch.jit.script_method` is deprecated:DeprecationWarning")
 def test_torch_compile_inductor(loaded):
     """TOL-1: torch.compile with the default (inductor) backend reproduces eager results."""
     model, _, config = loaded
