@@ -318,7 +318,7 @@ def swap_weights(proto: Any, state_dict: dict[str, Any]) -> Any:
             continue  # a constant the trace made from Python values (e.g. the granularities)
         key = init.name.removeprefix(PARAM_PREFIX)
         if key.rsplit(".", 1)[-1].startswith("lifted_tensor_"):
-            continue  # a tensor the forward built from Python values (e.g. the mask bounds)
+            continue  # a tensor the forward built from Python values (e.g. prefix lengths)
         if key not in state_dict:
             raise KeyError(f"initializer {init.name!r} is not a checkpoint parameter; export "
                            "with optimize=False to swap weights")

@@ -91,18 +91,21 @@ def attend(q: Tensor, k: Tensor, v: Tensor, plan: AttentionPlan | None = None) -
     """softmax(q k^T / sqrt(hd)) v over the keys the plan allows (ATTN-1, MASK-3..5).
 
     q (B, H, Nq, hd), k and v (B, H, Nk, hd) -> (B, Nq, D), heads merged. Without a
-    plan all keys are attended. A block plan is one attention call whose additive mask
-    admits exactly each query's key prefix (masked keys get weight exactly 0); one call
-    measured faster than one call per block, which needs a copy per block.
+    plan all keys are attended. A block plan runs one unmasked attention per span, the
+    queries [q0, q1) against the key prefix [0, k1), each written into its rows of the
+    output: masked keys take no work and get weight exactly 0, and no mask is built
+    (measured faster than one call with an additive mask, docs/performance.md).
     """
     if plan is None or (len(plan.spans) == 1 and not plan.causal):
-        out = F.scaled_dot_product_attention(q, k, v)
-    elif plan.causal:
-        out = F.scaled_dot_product_attention(q, k, v, is_causal=True)
-    else:
-        mask = plan.additive_mask(q.dtype, q.device)  # (N, N)
-        out = F.scaled_dot_product_attention(q, k, v, attn_mask=mask)
-    return merge_heads(out)
+        return merge_heads(F.scaled_dot_product_attention(q, k, v))
+    if plan.causal:
+        return merge_heads(F.scaled_dot_product_attention(q, k, v, is_causal=True))
+    B, H, N, hd = q.shape
+    out = q.new_empty(B, N, H, hd)
+    for q0, q1, k1 in plan.spans:
+        rows = F.scaled_dot_product_attention(q[:, :, q0:q1], k[:, :, :k1], v[:, :, :k1])
+        out[:, q0:q1] = rows.transpose(1, 2)  # (B, H, q1 - q0, hd) -> (B, q1 - q0, H, hd)
+    return out.flatten(2)  # (B, N, H, hd) -> (B, N, D)
 
 
 class Projections(nn.Module):

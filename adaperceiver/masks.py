@@ -1,7 +1,8 @@
 """Token masks of the processing blocks' self-attention, as attention plans (MASK-1..5).
 
 A mask is never multiplied in: it is turned into an ``AttentionPlan`` that the
-attention kernel follows exactly (a boolean mask: masked keys get weight exactly 0).
+attention follows exactly (``layers.attend`` runs each span's queries against its key
+prefix only, so masked keys get weight exactly 0 and cost nothing).
 
 * block (MASK-3): the queries of block b (g_{b-1} <= i < g_b) attend keys [0, g_b).
   The plan lists one (query_start, query_end, key_end) span per block.
@@ -44,14 +45,6 @@ class AttentionPlan:
         if self.causal:
             bound = torch.minimum(bound, keys + 1)
         return keys < bound[:, None]  # (1, N) < (N, 1) -> (N, N)
-
-    def additive_mask(self, dtype: torch.dtype, device: torch.device | str = "cpu") -> torch.Tensor:
-        """The plan as an (N, N) score bias: 0 where query i may attend key j, -inf elsewhere
-        (adding 0 leaves a score unchanged; exp(-inf) = 0 gives a masked key weight exactly
-        0). The CPU attention kernel runs it as fast as no mask, a boolean mask up to 2x
-        slower."""
-        allowed = self.boolean_mask(device)
-        return torch.zeros((), dtype=dtype, device=device).masked_fill(~allowed, float("-inf"))
 
 
 def granularities(token_grans: Sequence[int], num_tokens: int) -> tuple[int, ...]:
