@@ -75,3 +75,25 @@ def test_rope_matches_the_oracle(N, head_dim, L, theta):
     heads = torch.from_numpy(x).unflatten(-1, (2, head_dim)).transpose(1, 2)  # (B, H, N, hd)
     ours = apply_rope(heads, cos, sin).transpose(1, 2).flatten(2).numpy()
     np.testing.assert_allclose(ours, oracle_apply_rope(x, angles, 2), rtol=0, atol=1e-12)
+
+
+@given(st.integers(1, 40), st.sampled_from([2, 8, 64]))
+def test_rope_under_autograd(N, head_dim):
+    """ROPE-1 while training: the rotation of a head view that requires grad equals the
+    oracle's, and its gradient is the inverse rotation of the upstream gradient (R^T g,
+    R orthogonal), i.e. the oracle's rotation by the negated angles."""
+    cos, sin = rope_tables(N, head_dim, 10000, 64, torch.device("cpu"))
+    angles = rope_angles(N, head_dim, 10000, 64)
+    rng = np.random.default_rng(N)
+    x, g = rng.standard_normal((2, 2, N, 3 * head_dim))  # (B, N, D) each, H = 3
+
+    def to_heads(a):  # (B, N, D) -> (B, H, N, hd), a view
+        return torch.from_numpy(a).unflatten(-1, (3, head_dim)).transpose(1, 2)
+
+    heads = to_heads(x).requires_grad_()
+    rotated = apply_rope(heads, cos, sin)
+    np.testing.assert_allclose(rotated.detach().transpose(1, 2).flatten(2).numpy(),
+                               oracle_apply_rope(x, angles, 3), rtol=0, atol=1e-12)
+    rotated.backward(to_heads(g))
+    np.testing.assert_allclose(heads.grad.transpose(1, 2).flatten(2).numpy(),
+                               oracle_apply_rope(g, -angles, 3), rtol=0, atol=1e-12)
