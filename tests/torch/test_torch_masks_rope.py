@@ -7,7 +7,7 @@ import torch
 from hypothesis import given
 from hypothesis import strategies as st
 
-from adaperceiver.layers import attend, split_heads
+from adaperceiver.layers import attend, merge_heads, split_heads
 from adaperceiver.masks import attention_plan, granularities
 from adaperceiver.rope import apply_rope, rope_tables
 from reference_numpy.masks import granularities as oracle_granularities
@@ -86,14 +86,10 @@ def test_rope_under_autograd(N, head_dim):
     angles = rope_angles(N, head_dim, 10000, 64)
     rng = np.random.default_rng(N)
     x, g = rng.standard_normal((2, 2, N, 3 * head_dim))  # (B, N, D) each, H = 3
-
-    def to_heads(a):  # (B, N, D) -> (B, H, N, hd), a view
-        return torch.from_numpy(a).unflatten(-1, (3, head_dim)).transpose(1, 2)
-
-    heads = to_heads(x).requires_grad_()
+    heads = split_heads(torch.from_numpy(x), 3).requires_grad_()  # (B, H, N, hd) view
     rotated = apply_rope(heads, cos, sin)
-    np.testing.assert_allclose(rotated.detach().transpose(1, 2).flatten(2).numpy(),
+    np.testing.assert_allclose(merge_heads(rotated.detach()).numpy(),
                                oracle_apply_rope(x, angles, 3), rtol=0, atol=1e-12)
-    rotated.backward(to_heads(g))
-    np.testing.assert_allclose(heads.grad.transpose(1, 2).flatten(2).numpy(),
+    rotated.backward(split_heads(torch.from_numpy(g), 3))
+    np.testing.assert_allclose(merge_heads(heads.grad).numpy(),
                                oracle_apply_rope(g, -angles, 3), rtol=0, atol=1e-12)
