@@ -31,34 +31,27 @@ def non_negative_int(text: str) -> int:
     return _integer(text, 0, 2**31 - 1)
 
 
-def positive_float(text: str) -> float:
-    """A finite real > 0."""
+def _real(text: str, ok, allowed: str) -> float:
+    """``text`` as a float for which ``ok`` holds, else an error saying what is ``allowed``."""
     try:
         value = float(text)
     except ValueError:
         raise argparse.ArgumentTypeError(f"expected a number, got {text!r}") from None
-    if not (math.isfinite(value) and value > 0):
-        raise argparse.ArgumentTypeError(f"must be a finite number > 0, got {text}")
+    if not ok(value):
+        raise argparse.ArgumentTypeError(f"must be {allowed}, got {text}")
     return value
+
+
+def positive_float(text: str) -> float:
+    """A finite real > 0."""
+    return _real(text, lambda v: math.isfinite(v) and v > 0, "a finite number > 0")
 
 
 def non_negative_float(text: str) -> float:
     """A finite real >= 0."""
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a number, got {text!r}") from None
-    if not (math.isfinite(value) and value >= 0):
-        raise argparse.ArgumentTypeError(f"must be a finite number >= 0, got {text}")
-    return value
+    return _real(text, lambda v: math.isfinite(v) and v >= 0, "a finite number >= 0")
 
 
 def fraction(text: str) -> float:
     """A real in [0, 1] (a confidence threshold)."""
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a number, got {text!r}") from None
-    if not 0 <= value <= 1:
-        raise argparse.ArgumentTypeError(f"must be a number in [0, 1], got {text}")
-    return value
+    return _real(text, lambda v: 0 <= v <= 1, "a number in [0, 1]")
