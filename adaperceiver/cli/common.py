@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import argparse
 import math
+from collections.abc import Callable
 
 
 class CliError(Exception):
@@ -31,7 +32,7 @@ def non_negative_int(text: str) -> int:
     return _integer(text, 0, 2**31 - 1)
 
 
-def _real(text: str, ok, allowed: str) -> float:
+def _real(text: str, ok: Callable[[float], bool], allowed: str) -> float:
     """``text`` as a float for which ``ok`` holds, else an error saying what is ``allowed``."""
     try:
         value = float(text)

@@ -72,8 +72,8 @@ def test_rope_matches_the_oracle(N, head_dim, L, theta):
     np.testing.assert_allclose(cos.numpy(), np.cos(angles), rtol=0, atol=1e-13)
     np.testing.assert_allclose(sin.numpy(), np.sin(angles), rtol=0, atol=1e-13)
     x = np.random.default_rng(N).standard_normal((2, N, 2 * head_dim))  # (B, N, D), H = 2
-    heads = torch.from_numpy(x).unflatten(-1, (2, head_dim)).transpose(1, 2)  # (B, H, N, hd)
-    ours = apply_rope(heads, cos, sin).transpose(1, 2).flatten(2).numpy()
+    heads = split_heads(torch.from_numpy(x), 2)  # (B, H, N, hd)
+    ours = merge_heads(apply_rope(heads, cos, sin)).numpy()
     np.testing.assert_allclose(ours, oracle_apply_rope(x, angles, 2), rtol=0, atol=1e-12)
 
 
