@@ -21,19 +21,28 @@ import numpy as np
 
 DATA_DIR = Path(__file__).parent / "data"
 DIGITS_FILE = DATA_DIR / "digits.npz"
-BUNDLED_MODEL = DATA_DIR / "digits-model"  # config.json, model.safetensors, adaperceiver.json
+DIGITS_MODEL = DATA_DIR / "digits-model"  # the 8 x 8 digits model (a conformance golden)
+CLUTTERED_MODEL = DATA_DIR / "cluttered-model"  # the cluttered-digits model
+BUNDLED_MODEL = CLUTTERED_MODEL  # what the commands run by default
 DIGIT_NAMES = tuple(str(d) for d in range(10))
 SPLITS = ("train", "test", "all")
 MAX_COUNT = 16  # a pixel is the number of inked cells of a 4x4 block of the 32x32 bitmap
 
 
-def load_digits(split: str) -> tuple[np.ndarray, np.ndarray]:
-    """(images (n, 1, 8, 8) float32, labels (n,) int64) of ``split`` ("train", "test" or
-    "all"); images are the model input of PRE-4: ink count / 16, in [0, 1]."""
+def load_digit_counts(split: str) -> tuple[np.ndarray, np.ndarray]:
+    """(ink counts (n, 8, 8) uint8 in 0..16, labels (n,) uint8) of ``split`` ("train",
+    "test" or "all")."""
     if split not in SPLITS:
         raise ValueError(f"split must be one of {', '.join(SPLITS)}, got {split!r}")
     with np.load(DIGITS_FILE, allow_pickle=False) as data:
         counts, labels, test = data["images"], data["labels"], data["test"]
     keep = {"train": ~test, "test": test, "all": np.ones_like(test)}[split]
-    images = counts[keep, None].astype(np.float32) / MAX_COUNT  # (n, 8, 8) -> (n, 1, 8, 8)
-    return images, labels[keep].astype(np.int64)
+    return counts[keep], labels[keep]
+
+
+def load_digits(split: str) -> tuple[np.ndarray, np.ndarray]:
+    """(images (n, 1, 8, 8) float32, labels (n,) int64) of ``split`` ("train", "test" or
+    "all"); images are the model input of PRE-4: ink count / 16, in [0, 1]."""
+    counts, labels = load_digit_counts(split)
+    images = counts[:, None].astype(np.float32) / MAX_COUNT  # (n, 8, 8) -> (n, 1, 8, 8)
+    return images, labels.astype(np.int64)

@@ -157,10 +157,10 @@ class _AdaPerceiver(nn.Module):
         self.read_head = CrossAttentionFusion(D, H, c["qkv_bias"], c["proj_bias"])
         self.write_head = CrossAttentionFusion(D, H, c["qkv_bias"], c["proj_bias"])
 
-    def init_weights(self, seed: int = 0) -> None:
-        """Random initialisation (truncated normal 0.02 for weights and tokens, zero biases,
-        unit norms, LayerScale gamma = ls_init_values); checkpoints overwrite it. On the
-        meta device (``from_pretrained`` builds there) there are no values to initialise."""
+    def init_weights(self, seed: int = 0, std: float = 0.02) -> None:
+        """Random initialisation: weights and tokens from N(0, std^2) truncated at +-2 std,
+        zero biases, unit norms, LayerScale gamma = ls_init_values; checkpoints overwrite
+        it. On the meta device (``from_pretrained`` builds there) there are no values."""
         if self.process_latents.token.is_meta:
             return
         generator = torch.Generator().manual_seed(seed)
@@ -173,7 +173,7 @@ class _AdaPerceiver(nn.Module):
                 elif name.endswith("bias"):
                     p.zero_()
                 else:
-                    p.copy_(torch.randn(p.shape, generator=generator).clamp_(-2, 2) * 0.02)
+                    p.copy_(torch.randn(p.shape, generator=generator).clamp_(-2, 2) * std)
 
     # --- trunk -------------------------------------------------------------------------
 

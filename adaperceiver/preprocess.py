@@ -1,8 +1,8 @@
-"""Image preprocessing in torch (spec/preprocessing.md, PRE-1..5).
+"""Image preprocessing in torch (spec/preprocessing.md, PRE-1..7).
 
 Images come in as uint8 tensors (C, H, W): RGB for 3-channel checkpoints, grey for
 1-channel ones. ``preprocess(image, spec, img_size)`` applies a checkpoint's named
-preprocessing ("imagenet" or "digits") and returns float32 (C, S, S).
+preprocessing ("imagenet", "digits" or "digit-canvas") and returns float32 (C, S, S).
 """
 
 from __future__ import annotations
@@ -17,7 +17,7 @@ from torch import Tensor
 CLIP_MEAN = (0.48145466, 0.4578275, 0.40821073)
 CLIP_STD = (0.26862954, 0.26130258, 0.27577711)
 DIGIT_SIZE = 8
-KINDS = ("imagenet", "digits")
+KINDS = ("imagenet", "digits", "digit-canvas")
 
 
 def resize_uint8(image: Tensor, size: tuple[int, int]) -> Tensor:
@@ -76,11 +76,29 @@ def digits_image(image: Tensor) -> Tensor:
     return small / peak if peak > 0 else small
 
 
+def digit_canvas(image: Tensor, canvas: int, scale: int) -> Tensor:
+    """A handwritten digit (1, H, W) uint8 -> (1, canvas, canvas) float32 (PRE-7): PRE-5's
+    8 x 8 digit, every pixel repeated scale x scale times, at offset (canvas - 8 scale) // 2
+    of both axes of a zero canvas."""
+    digit = digits_image(image)[0].repeat_interleave(scale, 0).repeat_interleave(scale, 1)
+    side = DIGIT_SIZE * scale
+    if not 0 < side <= canvas:
+        raise ValueError(f"preprocessing digit-canvas: the digit (8 x scale = {side}) must fit "
+                         f"the canvas ({canvas})")
+    top = (canvas - side) // 2
+    out = torch.zeros(1, canvas, canvas)
+    out[0, top:top + side, top:top + side] = digit
+    return out
+
+
 def preprocess(image: Tensor, spec: Mapping[str, Any], img_size: int) -> Tensor:
-    """Apply the checkpoint's preprocessing ``spec`` ({"kind": "imagenet" | "digits"})."""
+    """Apply the checkpoint's preprocessing ``spec``: {"kind": "imagenet"}, {"kind": "digits"}
+    or {"kind": "digit-canvas", "scale": s} (the canvas is img_size)."""
     kind = spec.get("kind")
     if kind == "imagenet":
         return imagenet_eval(image, img_size)
     if kind == "digits":
         return digits_image(image)
+    if kind == "digit-canvas":
+        return digit_canvas(image, img_size, int(spec["scale"]))
     raise ValueError(f"preprocessing kind must be one of {', '.join(KINDS)}, got {kind!r}")

@@ -1,4 +1,4 @@
-"""Image preprocessing in NumPy float64 (spec/preprocessing.md, PRE-1..5).
+"""Image preprocessing in NumPy float64 (spec/preprocessing.md, PRE-1..7).
 
 Written from the spec, independently of ``adaperceiver.preprocess``. Images are uint8
 arrays (C, H, W); results are float64 (C, S, S).
@@ -75,3 +75,16 @@ def digits_image(image: np.ndarray) -> np.ndarray:
     square[0, top:top + h, left:left + w] = v
     small = resize(square, 8, 8).astype(np.float64)
     return small / small.max() if small.max() > 0 else small
+
+
+def digit_canvas(image: np.ndarray, canvas: int, scale: int) -> np.ndarray:
+    """PRE-7: grey digit (1, H, W) uint8 -> (1, canvas, canvas) float64: the PRE-5 digit
+    upscaled by pixel repetition, centred at offset (canvas - 8 * scale) // 2."""
+    digit = np.kron(digits_image(image)[0], np.ones((scale, scale)))  # (8s, 8s)
+    side = digit.shape[0]
+    if not 0 < side <= canvas:
+        raise ValueError(f"PRE-7: the digit (8 x scale = {side}) must fit the canvas ({canvas})")
+    top = (canvas - side) // 2
+    out = np.zeros((1, canvas, canvas))
+    out[0, top:top + side, top:top + side] = digit
+    return out

@@ -134,3 +134,30 @@ def test_digit_image_oracle_and_torch_agree(seed):
     b = tp.digits_image(torch.from_numpy(canvas)).double().numpy()
     assert a.shape == b.shape == (1, 8, 8)
     np.testing.assert_allclose(a, b, rtol=0, atol=0.02)  # one uint8 step over a peak >= 50
+
+
+def test_digit_canvas_hand_computed():
+    """PRE-7: the PRE-5 bar digit (columns 2..5 read 32, 223, 223, 32 over 223) upscaled 2x
+    is 16 x 16 with columns 4..11 inked, placed at offset (40 - 16) // 2 = 12 of a 40 x 40
+    zero canvas: canvas columns 16..23, rows 12..27; nothing else is inked."""
+    drawn = np.full((1, 30, 30), 255, dtype=np.uint8)
+    drawn[0, 5:21, 10:14] = 0
+    row = np.repeat(np.array([0, 0, 32, 223, 223, 32, 0, 0]) / 223, 2)  # (16,)
+    expected = np.zeros((1, 40, 40))
+    expected[0, 12:28, 12:28] = row
+    for x in (npp.digit_canvas(drawn, 40, 2),
+              tp.digit_canvas(torch.from_numpy(drawn), 40, 2).numpy()):
+        np.testing.assert_allclose(x, expected, rtol=0, atol=1e-6)
+
+
+def test_digit_canvas_oracle_and_torch_agree_and_refuse_a_small_canvas():
+    """PRE-7: both implementations agree on a random drawing; 8 x scale > canvas is an error."""
+    rng = np.random.default_rng(7)
+    drawn = np.where(rng.random((1, 50, 37)) < 0.3, 0, 255).astype(np.uint8)
+    a = npp.digit_canvas(drawn, 40, 2)
+    b = tp.digit_canvas(torch.from_numpy(drawn), 40, 2).double().numpy()
+    np.testing.assert_allclose(a, b, rtol=0, atol=0.02)
+    with pytest.raises(ValueError, match="must fit the canvas"):
+        npp.digit_canvas(drawn, 12, 2)
+    with pytest.raises(ValueError, match="must fit the canvas"):
+        tp.digit_canvas(torch.from_numpy(drawn), 12, 2)

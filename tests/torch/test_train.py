@@ -1,24 +1,25 @@
 """The trainer (``adaperceiver.train``): the joint objective reads the anytime grid (ANY-1),
-a few steps lower the loss, runs are repeatable, and the recipe reaches the bundled model's
-accuracy (slow)."""
+a few steps lower the loss, a non-finite loss stops training, runs are repeatable, and the
+recipe reaches the bundled model's accuracy (slow)."""
 
 from __future__ import annotations
+
+import json
 
 import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
 
-from adaperceiver import ClassificationAdaPerceiver
-from adaperceiver.digits import load_digits
-from adaperceiver.train import RECIPE, TrainSettings, grid_accuracy, joint_loss, train
+from adaperceiver import ClassificationAdaPerceiver, cluttered
+from adaperceiver.digits import CLUTTERED_MODEL
+from adaperceiver.train import RECIPE, TrainingDiverged, TrainSettings, joint_loss, train
 
 
 @pytest.fixture(scope="module")
-def small_data():
-    """256 train images (also used as 'test' to keep the per-epoch evaluation cheap)."""
-    x, y = load_digits("train")
-    return x[:256], y[:256], x[:256], y[:256]
+def canvases():
+    """256 training canvases of seed 9 (never the test set's)."""
+    return cluttered.TrainStream(9, 256).batch(0)
 
 
 def _full_budget_loss(model: ClassificationAdaPerceiver, x: np.ndarray, y: np.ndarray) -> float:
@@ -27,50 +28,54 @@ def _full_budget_loss(model: ClassificationAdaPerceiver, x: np.ndarray, y: np.nd
     return float(F.cross_entropy(logits, torch.from_numpy(y)))
 
 
-def test_joint_loss_is_token_plus_depth_loss_of_the_grid():
+def test_joint_loss_is_token_plus_depth_loss_of_the_grid(canvases):
     """The objective equals mean_g CE(final block, g) + mean_l CE(block l, g_l) computed from
     separate forward runs (ANY-1: grid entries are the single runs), with one width per sample
     and g_l drawn after the widths from the same generator."""
-    torch.manual_seed(0)
     model = ClassificationAdaPerceiver(**RECIPE)
-    model.init_weights(3)
-    x, y = (torch.from_numpy(a[:6]) for a in load_digits("train"))
+    model.init_weights(3, std=0.08)
+    x, y = (torch.from_numpy(a[:6]) for a in canvases)
     loss = joint_loss(model, x, y, torch.Generator().manual_seed(5))
+    grans, widths, K = RECIPE["mask_token_grans"], RECIPE["mat_dims"], RECIPE["depth"]
     replay = torch.Generator().manual_seed(5)
-    widths = [RECIPE["mat_dims"][i] for i in torch.randint(3, (6,), generator=replay).tolist()]
-    grans = [RECIPE["mask_token_grans"][i] for i in torch.randint(3, (4,), generator=replay)]
+    per_sample = [widths[i] for i in torch.randint(len(widths), (6,), generator=replay).tolist()]
+    drawn = [grans[i] for i in torch.randint(len(grans), (K,), generator=replay)]
 
     def ce(num_tokens: int, depth: int) -> torch.Tensor:
-        logits = model(x, num_tokens=num_tokens, depth=depth, mat_dim=widths).logits[:, 0]
+        logits = model(x, num_tokens=num_tokens, depth=depth, mat_dim=per_sample).logits[:, 0]
         return F.cross_entropy(logits, y)
 
-    token = sum(ce(g, 4) for g in RECIPE["mask_token_grans"]) / 3
-    depth = sum(ce(g, d) for d, g in enumerate(grans, start=1)) / 4
+    token = sum(ce(g, K) for g in grans) / len(grans)
+    depth = sum(ce(g, d) for d, g in enumerate(drawn, start=1)) / K
     torch.testing.assert_close(loss, token + depth, rtol=1e-5, atol=1e-5)
 
 
-def test_a_few_steps_lower_the_loss(small_data):
-    """30 steps of the joint objective lower the full-budget training loss. (From the random
-    init the loss sits near ln 10 for ~100 steps, so the drop is small: measured 2.3026 ->
-    2.2987.)"""
+def test_a_few_steps_lower_the_loss(canvases):
+    """30 steps of the joint objective lower the full-budget loss on held-out training
+    canvases."""
     fresh = ClassificationAdaPerceiver(**RECIPE)
-    fresh.init_weights(0)
-    before = _full_budget_loss(fresh, *small_data[:2])
-    result = train(RECIPE, TrainSettings(epochs=10, batch_size=32, lr=3e-3, max_steps=30),
-                   small_data, progress=False)
-    after = _full_budget_loss(result.model, *small_data[:2])
+    fresh.init_weights(0, std=TrainSettings.init_std)
+    before = _full_budget_loss(fresh, *canvases)
+    result = train(RECIPE, TrainSettings(steps=30, batch_size=16, warmup=5), progress=False)
+    after = _full_budget_loss(result.model, *canvases)
     assert len(result.losses) == 30
-    assert after < before - 2e-3, (before, after)
+    assert after < before - 0.02, (before, after)
 
 
-def test_training_is_repeatable(small_data):
+def test_a_non_finite_loss_stops_training():
+    """lr 1e30 makes the weights, then the loss, non-finite within a few steps: training stops
+    with TrainingDiverged naming the step and the learning rate."""
+    with pytest.raises(TrainingDiverged, match=r"at step \d+ \(lr 1e\+30"):
+        train(RECIPE, TrainSettings(steps=20, batch_size=8, lr=1e30, warmup=0), progress=False)
+
+
+def test_training_is_repeatable():
     """Same seed and thread count: identical losses and weights (bitwise: the same
     computation twice, so exact equality is the claim); another seed differs."""
-    settings = TrainSettings(epochs=1, batch_size=32, max_steps=4)
-    a = train(RECIPE, settings, small_data, progress=False)
-    b = train(RECIPE, settings, small_data, progress=False)
-    c = train(RECIPE, TrainSettings(epochs=1, batch_size=32, max_steps=4, seed=1), small_data,
-              progress=False)
+    settings = TrainSettings(steps=4, batch_size=16)
+    a = train(RECIPE, settings, progress=False)
+    b = train(RECIPE, settings, progress=False)
+    c = train(RECIPE, TrainSettings(steps=4, batch_size=16, seed=1), progress=False)
     assert a.losses == b.losses
     for (name, p), q in zip(a.model.state_dict().items(), b.model.state_dict().values(),
                             strict=True):
@@ -79,13 +84,14 @@ def test_training_is_repeatable(small_data):
 
 
 @pytest.mark.slow
-def test_recipe_reaches_95_percent():
-    """The bundled model's recipe (``adaperceiver train`` defaults: 100 epochs, seed 0, one
-    thread) reaches >= 95% test accuracy at the full budget. 2,300 steps of ~0.1 s CPU:
-    about 4 minutes on an idle core. (A 40-epoch run reached only 84%, so it is not cut.)"""
+def test_recipe_reaches_the_bundled_accuracy():
+    """The recipe with ``adaperceiver train`` defaults (8,000 steps, seed 0, one thread; about
+    17 minutes on an idle core) reaches, at the full budget on the first 1,000 test canvases,
+    at least the bundled model's recorded full-budget accuracy minus 5 points (the spread
+    across seeds and machines recorded in docs/model-cards.md is smaller)."""
     torch.set_num_threads(1)
-    data = (*load_digits("train"), *load_digits("test"))
-    result = train(RECIPE, TrainSettings(), data, progress=False)
-    x, y = (torch.from_numpy(a) for a in data[2:])
-    grid = grid_accuracy(result.model, x, y)
-    assert grid["N=16 depth=4 width=64"] >= 0.95, grid
+    x, y = cluttered.test_set()
+    result = train(RECIPE, TrainSettings(), (x[:1000], y[:1000]), progress=False)
+    meta = json.loads((CLUTTERED_MODEL / "adaperceiver.json").read_text())["test_accuracy"]
+    recorded = meta["correct"][meta["full"]] / meta["num_images"]
+    assert result.test_accuracy[-1][1] >= recorded - 0.05, (result.test_accuracy, recorded)
