@@ -5,8 +5,9 @@
   ``changelog.md``; maps their relative links to the site layout (``sitegen.sources``).
 * Generates pages: the clause -> tests page (``spec/coverage.md``) and the rendering
   of a real conformance report (``conformance/report.md``).
-* Draws the learner figures from the NumPy oracle into ``figures/`` (``sitegen.figures``);
-  they are never committed, so they cannot drift from the code.
+* Draws the figures from the NumPy oracle into ``figures/`` (``sitegen.figures``); they
+  are never committed, so they cannot drift from the code, and a figure that cannot be
+  drawn fails the build (no torch is needed: the oracle draws them all).
 * Gives clause headings stable ``#ID`` anchors and links every clause id mention
   (``sitegen.clauses``), and fills ``cli-output`` markers with real output (``sitegen.cli``).
 * Puts the spec version (``spec/VERSION``) in ``extra.spec_version`` (footer, spec overview).
@@ -15,17 +16,11 @@
 from __future__ import annotations
 
 import logging
-import posixpath
-import re
 
 from mkdocs.structure.files import File
 from sitegen import clauses, cli, figures, report, sources
 
 log = logging.getLogger("mkdocs.hooks.adaperceiver")
-# "<!-- optional-figure: tradeoff.png | alt text -->": a figure only some checkouts can draw.
-_OPTIONAL_FIGURE = re.compile(r"^<!--\s*optional-figure:\s*(\S+)\s*\|\s*(.+?)\s*-->\s*$",
-                              re.MULTILINE)
-_drawn: set[str] = set()  # figure names of this build
 
 
 def on_config(config):
@@ -42,9 +37,8 @@ def on_files(files, config):
     files.append(File.generated(config, "spec/coverage.md",
                                 content=clauses.coverage_page(clause_files)))
     files.append(File.generated(config, "conformance/report.md", content=report.page()))
-    _drawn.clear()
-    for name, data in figures.render_all().items():
-        _drawn.add(name)
+    drawn, _ = figures.render_all()  # raises FigureError: the build fails
+    for name, data in drawn.items():
         files.append(File.generated(config, f"figures/{name}", content=data))
     return files
 
@@ -63,16 +57,12 @@ def on_page_markdown(markdown, page, config, files):
             f"    Single source: `spec/VERSION`. Changes are listed in the "
             f"[changelog](../changelog.md).\n", 1)
     markdown = clauses.link_clauses(markdown, src_uri, clauses.clause_files())
-    markdown = _OPTIONAL_FIGURE.sub(lambda m: _optional_figure(m, src_uri), markdown)
     return cli.fill(markdown)
 
 
-def _optional_figure(match: re.Match, src_uri: str) -> str:
-    """The figure when this build drew it, else a note saying what it needs."""
-    name, alt = match.group(1), match.group(2)
-    if name in _drawn:
-        path = posixpath.relpath(f"figures/{name}", posixpath.dirname(src_uri) or ".")
-        return f"![{alt}]({path}){{ .figure }}"
-    return ('!!! note "Figure not drawn in this build"\n'
-            f"    {alt}: drawn when the bundled trained model "
-            "(`adaperceiver.digits.BUNDLED_MODEL`) is in the checkout.")
+def on_page_content(html, page, config, files):
+    """Link the clause ids of the API reference, which mkdocstrings renders to HTML from
+    docstrings after ``on_page_markdown`` has run."""
+    if page.file.src_uri.startswith("api/"):
+        html = clauses.link_clauses_html(html, page.url, clauses.clause_files())
+    return html
