@@ -16,11 +16,13 @@
 from __future__ import annotations
 
 import logging
+from pathlib import Path
 
 from mkdocs.structure.files import File
-from sitegen import clauses, cli, figures, report, sources
+from sitegen import clauses, cli, figures, report, search, sources
 
 log = logging.getLogger("mkdocs.hooks.adaperceiver")
+SPEC_SEARCH_BOOST = 4  # Material's per-page search boost for the specification pages
 
 
 def on_config(config):
@@ -50,6 +52,10 @@ def on_page_markdown(markdown, page, config, files):
     markdown = sources.map_links(markdown, src_uri)
     if src_uri.startswith("spec/"):
         markdown = clauses.anchor_headings(markdown)
+        # Search: a clause id finds its clause before the pages that mention it.
+        page.meta.setdefault("search", {}).setdefault("boost", SPEC_SEARCH_BOOST)
+    if src_uri == "conformance/README.md":
+        markdown = sources.unescape_table_pipes_in_code(markdown)
     if src_uri == "spec/README.md":
         version = config.extra["spec_version"]
         markdown = markdown.replace(
@@ -58,6 +64,11 @@ def on_page_markdown(markdown, page, config, files):
             f"[changelog](../changelog.md).\n", 1)
     markdown = clauses.link_clauses(markdown, src_uri, clauses.clause_files())
     return cli.fill(markdown)
+
+
+def on_post_build(config):
+    """Search snippets without raw LaTeX: formulas in the search index become plain text."""
+    search.plain_math_in_index(Path(config.site_dir) / "search" / "search_index.json")
 
 
 def on_page_content(html, page, config, files):

@@ -90,8 +90,10 @@ _PLAIN_ID = re.compile(r"\b(?:" + PREFIXES + r")-\d+\b")
 def link_clauses_html(html: str, page_url: str, files: dict[str, str]) -> str:
     """Link every clause id in the text of rendered HTML (not inside links, code,
     headings or scripts) to its heading on the spec page; ``page_url`` is the page's
-    site URL (``api/reference_numpy/``)."""
-    base = page_url if page_url.endswith("/") else posixpath.dirname(page_url) + "/"
+    site URL (``api/reference_numpy.html``, or ``api/reference_numpy/`` with directory
+    URLs)."""
+    base = posixpath.dirname(page_url)
+    directory_urls = page_url.endswith("/")
     skipped = 0
     pieces = _HTML_PIECES.split(html)
     for index, piece in enumerate(pieces):
@@ -108,8 +110,10 @@ def link_clauses_html(html: str, page_url: str, files: dict[str, str]) -> str:
             clause_id = match.group(0)
             if clause_id not in files:
                 return clause_id
-            page = f"spec/{files[clause_id].removesuffix('.md')}/"
-            return f'<a href="{posixpath.relpath(page, base)}/#{clause_id}">{clause_id}</a>'
+            name = files[clause_id].removesuffix(".md")
+            page = f"spec/{name}/" if directory_urls else f"spec/{name}.html"
+            href = posixpath.relpath(page, base or ".") + ("/" if directory_urls else "")
+            return f'<a href="{href}#{clause_id}">{clause_id}</a>'
 
         pieces[index] = _PLAIN_ID.sub(link, piece)
     return "".join(pieces)

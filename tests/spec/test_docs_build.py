@@ -49,21 +49,23 @@ def test_mkdocs_strict_build(site):
     """The site, spec pages (GOLD-1, CKPT-1 and the rest) included, builds without warnings
     and without torch, and every figure was drawn (as SVG)."""
     assert (site / "index.html").is_file()
-    assert (site / "spec" / "semantics" / "index.html").is_file()
+    assert (site / "spec" / "semantics.html").is_file()
     pages = list(site.rglob("*.html"))
     remote = [f"{page.relative_to(site)}: {tag}" for page in pages
               for tag in REMOTE_ASSET.findall(page.read_text(encoding="utf-8"))]
     assert not remote, f"the site loads scripts or stylesheets from another host: {remote[:5]}"
-    semantics = (site / "spec" / "semantics" / "index.html").read_text(encoding="utf-8")
+    semantics = (site / "spec" / "semantics.html").read_text(encoding="utf-8")
     assert 'id="MASK-3"' in semantics, "clause headings lost their stable #ID anchor"
     assert '<a href="#MASK-3">MASK-3</a>' in semantics, "clause ids are not linked"
     for figure in FIGURES:
         svg = (site / "figures" / f"{figure}.svg").read_text(encoding="utf-8")
         assert svg.lstrip().startswith("<?xml") and "<svg" in svg and len(svg) > 10_000, figure
-    assert "Figure not drawn" not in (site / "tutorial" / "exit" / "index.html").read_text()
+    assert "Figure not drawn" not in (site / "tutorial" / "exit.html").read_text()
     version = (ROOT / "spec" / "VERSION").read_text().strip()
     assert f"Specification version {version}" in semantics, "spec version not in the footer"
     assert (site / "assets" / "katex" / "katex.min.js").is_file()
+    manual = (site / "conformance" / "index.html").read_text(encoding="utf-8")
+    assert "ci\\|thorough" not in manual, "a table's escaped pipe shows its backslash"
 
 
 def _public_names() -> dict[str, str]:
@@ -108,23 +110,35 @@ def test_api_reference_links_every_clause_id(site):
     """In the API pages' prose (outside code and headings) every clause id is a link to
     its heading in the spec, and there are many of them."""
     defined = set(_clause_ids())
-    for page in (site / "api").rglob("index.html"):
+    for page in (site / "api").glob("*.html"):
         html = page.read_text(encoding="utf-8")
         article = html.split('<article', 1)[1].split('</article>', 1)[0]
         prose = re.sub(r"<(pre|code|h[1-6]|a)\b.*?</\1>", "", article, flags=re.DOTALL)
         prose = re.sub(r"<[^>]+>", " ", prose)
         unlinked = sorted({m for m in CLAUSE_MENTION.findall(prose) if m in defined})
         assert not unlinked, f"{page.relative_to(site)}: clause ids not linked: {unlinked}"
-        links = re.findall(r'href="\.\./\.\./spec/[a-z]+/#([A-Z]+-\d+)"', html)
+        links = re.findall(r'href="\.\./spec/[a-z]+\.html#([A-Z]+-\d+)"', html)
         assert set(links) <= defined
-    oracle = (site / "api" / "reference_numpy" / "index.html").read_text(encoding="utf-8")
-    assert oracle.count('href="../../spec/semantics/#') > 30
+    oracle = (site / "api" / "reference_numpy.html").read_text(encoding="utf-8")
+    assert oracle.count('href="../spec/semantics.html#') > 30
 
 
 def _clause_ids() -> list[str]:
     sys.path.insert(0, str(ROOT / "tests" / "spec"))
     import traceability
     return sorted(dict(traceability.heading_definitions()))
+
+
+def test_changelog_releases_are_dated_and_quote_no_speed_ups():
+    """Every released version has a date; measured speed-ups live in docs/performance.md
+    only (one source), so the changelog quotes no "1.2-1.3x" ratios."""
+    text = (ROOT / "CHANGELOG.md").read_text(encoding="utf-8")
+    releases = re.findall(r"^## \[(\d+\.\d+\.\d+)\](.*)$", text, re.MULTILINE)
+    assert releases, "no released version in CHANGELOG.md"
+    undated = [v for v, rest in releases if not re.search(r"\d{4}-\d{2}-\d{2}", rest)]
+    assert not undated, f"releases without a date: {undated}"
+    ratios = re.findall(r"\d+(?:\.\d+)?\s*-\s*\d+(?:\.\d+)?x\b", text)
+    assert not ratios, f"speed-ups quoted in the changelog: {ratios}"
 
 
 def test_goldens_manifest_records_the_spec_version():
