@@ -5,8 +5,9 @@
   ``changelog.md``; maps their relative links to the site layout (``sitegen.sources``).
 * Generates pages: the clause -> tests page (``spec/coverage.md``) and the rendering
   of a real conformance report (``conformance/report.md``).
-* Draws the learner figures from the NumPy oracle into ``figures/`` (``sitegen.figures``);
-  they are never committed, so they cannot drift from the code.
+* Draws the figures from the NumPy oracle into ``figures/`` (``sitegen.figures``); they
+  are never committed, so they cannot drift from the code, and a figure that cannot be
+  drawn fails the build (no torch is needed: the oracle draws them all).
 * Gives clause headings stable ``#ID`` anchors and links every clause id mention
   (``sitegen.clauses``), and fills ``cli-output`` markers with real output (``sitegen.cli``).
 * Puts the spec version (``spec/VERSION``) in ``extra.spec_version`` (footer, spec overview).
@@ -15,17 +16,13 @@
 from __future__ import annotations
 
 import logging
-import posixpath
-import re
+from pathlib import Path
 
 from mkdocs.structure.files import File
-from sitegen import clauses, cli, figures, report, sources
+from sitegen import clauses, cli, figures, report, search, sources
 
 log = logging.getLogger("mkdocs.hooks.adaperceiver")
-# "<!-- optional-figure: tradeoff.png | alt text -->": a figure only some checkouts can draw.
-_OPTIONAL_FIGURE = re.compile(r"^<!--\s*optional-figure:\s*(\S+)\s*\|\s*(.+?)\s*-->\s*$",
-                              re.MULTILINE)
-_drawn: set[str] = set()  # figure names of this build
+SPEC_SEARCH_BOOST = 4  # Material's per-page search boost for the specification pages
 
 
 def on_config(config):
@@ -42,9 +39,8 @@ def on_files(files, config):
     files.append(File.generated(config, "spec/coverage.md",
                                 content=clauses.coverage_page(clause_files)))
     files.append(File.generated(config, "conformance/report.md", content=report.page()))
-    _drawn.clear()
-    for name, data in figures.render_all().items():
-        _drawn.add(name)
+    drawn, _ = figures.render_all()  # raises FigureError: the build fails
+    for name, data in drawn.items():
         files.append(File.generated(config, f"figures/{name}", content=data))
     return files
 
@@ -56,6 +52,10 @@ def on_page_markdown(markdown, page, config, files):
     markdown = sources.map_links(markdown, src_uri)
     if src_uri.startswith("spec/"):
         markdown = clauses.anchor_headings(markdown)
+        # Search: a clause id finds its clause before the pages that mention it.
+        page.meta.setdefault("search", {}).setdefault("boost", SPEC_SEARCH_BOOST)
+    if src_uri == "conformance/README.md":
+        markdown = sources.unescape_table_pipes_in_code(markdown)
     if src_uri == "spec/README.md":
         version = config.extra["spec_version"]
         markdown = markdown.replace(
@@ -63,16 +63,17 @@ def on_page_markdown(markdown, page, config, files):
             f"    Single source: `spec/VERSION`. Changes are listed in the "
             f"[changelog](../changelog.md).\n", 1)
     markdown = clauses.link_clauses(markdown, src_uri, clauses.clause_files())
-    markdown = _OPTIONAL_FIGURE.sub(lambda m: _optional_figure(m, src_uri), markdown)
     return cli.fill(markdown)
 
 
-def _optional_figure(match: re.Match, src_uri: str) -> str:
-    """The figure when this build drew it, else a note saying what it needs."""
-    name, alt = match.group(1), match.group(2)
-    if name in _drawn:
-        path = posixpath.relpath(f"figures/{name}", posixpath.dirname(src_uri) or ".")
-        return f"![{alt}]({path}){{ .figure }}"
-    return ('!!! note "Figure not drawn in this build"\n'
-            f"    {alt}: drawn when the bundled trained model "
-            "(`adaperceiver.digits.BUNDLED_MODEL`) is in the checkout.")
+def on_post_build(config):
+    """Search snippets without raw LaTeX: formulas in the search index become plain text."""
+    search.plain_math_in_index(Path(config.site_dir) / "search" / "search_index.json")
+
+
+def on_page_content(html, page, config, files):
+    """Link the clause ids of the API reference, which mkdocstrings renders to HTML from
+    docstrings after ``on_page_markdown`` has run."""
+    if page.file.src_uri.startswith("api/"):
+        html = clauses.link_clauses_html(html, page.url, clauses.clause_files())
+    return html

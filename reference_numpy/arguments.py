@@ -157,7 +157,8 @@ def check_exit_policy(exit_policy: Any) -> str:
 
 
 def check_images(images: Any, config: Mapping[str, Any]) -> np.ndarray:
-    """ARG-7: a 4-D real array (B, C, H, W), B >= 1, C == in_channels, H and W positive
+    """ARG-7: a 4-D real array (B, C_in, H_img, W_img), B >= 1, C_in == in_channels, H_img
+    and W_img positive
     multiples of patch_size, all values finite, with |value| <= MAX_ABS_INPUT (LIM-4).
     Returned as float64."""
     C, P = config["in_channels"], config["patch_size"]

@@ -31,7 +31,7 @@ def machine_memory() -> int | None:
 
 
 def estimate_bytes(config: Mapping[str, Any], shape: tuple[int, ...], num_tokens: int) -> int:
-    """The module formula for images of ``shape`` (B, C, H, W) and N = ``num_tokens``."""
+    """The module formula for images of ``shape`` (B, C_in, H_img, W_img) and N = ``num_tokens``."""
     B, _, H, W = shape
     P = config["patch_size"]
     M = (H // P) * (W // P)

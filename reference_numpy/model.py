@@ -5,8 +5,9 @@ Reading order: ``trace`` (the whole pass) calls ``embed_patches`` -> ``read`` ->
 and for the distill model ``write_features``. Parameters are looked up by their
 state-dict keys (spec CKPT-3), so a reader can map every line to the checkpoint.
 
-Shapes: B images, C channels, P patch size, M patches, N latents, D embed_dim,
-H heads, hd = D / H, F = int(D * ffn_ratio) FFN hidden units, K classes.
+Shapes (spec/semantics.md#notation): B images, C_in channels, P patch size, M patches,
+N latents, D embed_dim, H heads, hd = D / H, F = int(D * ffn_ratio) FFN hidden units,
+C classes, E output_feat_dim, K blocks.
 """
 
 from __future__ import annotations
@@ -38,7 +39,7 @@ Weights = Mapping[str, np.ndarray]
 class Trace:
     """Everything one forward pass produced.
 
-    logits (B, 1, K); features (B, M, output_feat_dim) for the distill model, else None;
+    logits (B, 1, C); features (B, M, E) for the distill model, else None;
     exit_depths (B,) int64, the number of blocks each sample ran; stages: "patches",
     "read", "block_0" .. "block_{d-1}", "write" (see docs/architecture.md).
     """
@@ -95,7 +96,7 @@ def cross_attention(
     angles_q: np.ndarray | None = None,
     angles_k: np.ndarray | None = None,
 ) -> np.ndarray:
-    """Cross-attention fusion ``name`` (ATTN-2): sink (B, N, D) reads src (B, M, D).
+    """Cross-attention fusion ``name`` (ATTN-2): sink (B, S, D) reads src (B, R, D).
 
     q = q(snk_norm(sink)), k = k(src_norm(src)), v = v(src_norm(src)); RoPE on q when
     angles_q is given and on k when angles_k is given, never on v;
@@ -176,8 +177,8 @@ def write(weights: Weights, config: Mapping[str, Any], latents: np.ndarray,
 
 
 def output_head(weights: Weights, config: Mapping[str, Any], out: np.ndarray) -> np.ndarray:
-    """Logits (B, 1, K) (HEAD-1, OUT-1): output_adapter.ffn(out), a linear D -> K;
-    with use_output_ffn: MLP(LayerNorm(out)) D -> F -> K, full width."""
+    """Logits (B, 1, C) (HEAD-1, OUT-1): output_adapter.ffn(out), a linear D -> C;
+    with use_output_ffn: MLP(LayerNorm(out)) D -> F -> C, full width."""
     if config["use_output_ffn"]:
         return _mlp(weights, "output_adapter.ffn", _norm(weights, "output_adapter.norm", out))
     return _linear(weights, "output_adapter.ffn", out)
@@ -185,7 +186,7 @@ def output_head(weights: Weights, config: Mapping[str, Any], out: np.ndarray) ->
 
 def write_features(weights: Weights, config: Mapping[str, Any], patches: np.ndarray,
                    latents: np.ndarray, angles: np.ndarray) -> np.ndarray:
-    """Distill features (B, M, output_feat_dim) (DIST-1..3).
+    """Distill features (B, M, E), E = output_feat_dim (DIST-1..3).
 
     queries = output_latents_feat.proj(patches) (one query per patch);
     queries = queries + CrossAttn_write_head_feat(sink=queries without RoPE,
@@ -200,7 +201,7 @@ def write_features(weights: Weights, config: Mapping[str, Any], patches: np.ndar
 
 
 def confidence(logits: np.ndarray) -> np.ndarray:
-    """Per-sample confidence (B,) (EXIT-1): max over classes of softmax(logits (B, 1, K))."""
+    """Per-sample confidence (B,) (EXIT-1): max over classes of softmax(logits (B, 1, C))."""
     return softmax(logits).max(axis=-1)[:, 0]
 
 
@@ -264,7 +265,8 @@ def trace(
 
     patches -> read -> blocks (fixed depth or confidence exit) -> write -> head;
     the distill model (config has output_feat_dim) also writes patch features.
-    RoPE angles use positions 0..N-1 with NTK scaling above max_latent_tokens (ROPE-1..4).
+    RoPE angles use positions 0..N-1 with linear position interpolation above
+    max_latent_tokens (ROPE-1..4).
     The result depends only on the arguments (STATE-1).
     """
     config = validate_config(config)
@@ -301,7 +303,7 @@ def classify(
     token_grans: list[int] | None = None,
     exit_policy: str = "batch_mean",
 ) -> np.ndarray:
-    """Logits (B, 1, K) of ``trace`` with the same arguments (OUT-1)."""
+    """Logits (B, 1, C) of ``trace`` with the same arguments (OUT-1)."""
     return trace(weights, config, images, num_tokens=num_tokens, mat_dim=mat_dim, depth=depth,
                  depth_tau=depth_tau, token_grans=token_grans, exit_policy=exit_policy).logits
 
@@ -316,7 +318,7 @@ def distill(
     depth: int | None = None,
     token_grans: list[int] | None = None,
 ) -> tuple[np.ndarray, np.ndarray]:
-    """(logits (B, 1, K), features (B, M, output_feat_dim)) of the distill model (OUT-1, DIST-3).
+    """(logits (B, 1, C), features (B, M, E)) of the distill model (OUT-1, DIST-3).
 
     No confidence exit: depth_tau and exit_policy are not parameters.
     """

@@ -1,8 +1,9 @@
 """Numerical building blocks of AdaPerceiver, in float64 NumPy.
 
-Every function is pure: arrays in, a new array out. Shapes use the paper's names:
-B batch, N query tokens, M key tokens (or patches), D embed_dim, H heads,
-hd = D / H head dim, P patch size, C channels.
+Every function is pure: arrays in, a new array out. Shapes use the notation of
+spec/semantics.md: B batch, S query tokens and R key tokens of an attention (ATTN-1),
+M patches, D embed_dim, H heads, hd = D / H head dim, P patch size, C_in image
+channels, H_img and W_img image height and width.
 """
 
 from __future__ import annotations
@@ -50,13 +51,13 @@ def softmax(x: np.ndarray, axis: int = -1) -> np.ndarray:
 
 
 def split_heads(x: np.ndarray, num_heads: int) -> np.ndarray:
-    """(B, N, D) -> (B, H, N, hd): channel c belongs to head c // hd (ATTN-1)."""
+    """(B, S, D) -> (B, H, S, hd): channel c belongs to head c // hd (ATTN-1)."""
     B, N, D = x.shape
     return x.reshape(B, N, num_heads, D // num_heads).transpose(0, 2, 1, 3)  # (B, N, H, hd)
 
 
 def merge_heads(x: np.ndarray) -> np.ndarray:
-    """(B, H, N, hd) -> (B, N, D), the inverse of ``split_heads``."""
+    """(B, H, S, hd) -> (B, S, D), the inverse of ``split_heads``."""
     B, H, N, hd = x.shape
     return x.transpose(0, 2, 1, 3).reshape(B, N, H * hd)  # (B, N, H, hd) -> (B, N, D)
 
@@ -66,8 +67,8 @@ def multi_head_attention(
 ) -> np.ndarray:
     """Scaled dot-product attention over H heads (ATTN-1), without the output projection.
 
-    q (B, N, D), k and v (B, M, D), heads split as reshape(B, N, H, hd).
-    out_h = softmax(q_h k_h^T / sqrt(hd), masked) v_h, heads merged back to (B, N, D).
+    q (B, S, D), k and v (B, R, D), heads split as reshape(B, S, H, hd).
+    out_h = softmax(q_h k_h^T / sqrt(hd), masked) v_h, heads merged back to (B, S, D).
     ``mask`` is a boolean (N, M) array, True where query i may attend key j; None attends all.
     """
     qh, kh, vh = (split_heads(t, num_heads) for t in (q, k, v))  # (B, H, N|M, hd)
@@ -80,9 +81,9 @@ def multi_head_attention(
 def patch_embed(images: np.ndarray, weight: np.ndarray, bias: np.ndarray) -> np.ndarray:
     """Stride-P convolution with a P x P kernel as one matmul (PATCH-1).
 
-    images (B, C, H, W), weight (D, C, P, P), bias (D,) -> (B, M, D) with M = (H/P)(W/P),
-    tokens ordered row-major over the (H/P, W/P) grid:
-    token[b, r * (W/P) + c] = sum_{ch,y,x} weight[:, ch, y, x] * images[b, ch, rP + y, cP + x]
+    images (B, C_in, H_img, W_img), weight (D, C_in, P, P), bias (D,) -> (B, M, D) with
+    M = (H_img/P)(W_img/P), tokens ordered row-major over the (H_img/P, W_img/P) grid:
+    token[b, r * (W_img/P) + c] = sum_{ch,y,x} weight[:, ch, y, x] * images[b, ch, rP + y, cP + x]
                               + bias.
     """
     B, C, H, W = images.shape

@@ -1,7 +1,7 @@
 """Image preprocessing in NumPy float64 (spec/preprocessing.md, PRE-1..7).
 
 Written from the spec, independently of ``adaperceiver.preprocess``. Images are uint8
-arrays (C, H, W); results are float64 (C, S, S).
+arrays (C_in, H_img, W_img); results are float64 (C_in, img_size, img_size).
 """
 
 from __future__ import annotations
@@ -31,7 +31,8 @@ def _round_uint8(v: np.ndarray) -> np.ndarray:
 
 
 def resize(image: np.ndarray, h: int, w: int) -> np.ndarray:
-    """(C, H, W) uint8 -> (C, h, w) uint8: width pass, then height pass, each rounded (PRE-1)."""
+    """(C_in, H_img, W_img) uint8 -> (C_in, h, w) uint8: width pass, then height pass, each
+    rounded (PRE-1)."""
     out = image.astype(np.float64)
     if out.shape[2] != w:
         out = _round_uint8(out @ _pass_weights(out.shape[2], w).T)  # (C, H, W) -> (C, H, w)
@@ -42,7 +43,7 @@ def resize(image: np.ndarray, h: int, w: int) -> np.ndarray:
 
 def imagenet_eval(image: np.ndarray, img_size: int = 224) -> np.ndarray:
     """PRE-1..3: shorter side to R = round(S * 256 / 224) (long side truncated), center crop S,
-    v / 255, CLIP normalisation. (3, H, W) uint8 -> (3, S, S) float64."""
+    v / 255, CLIP normalisation. (3, H_img, W_img) uint8 -> (3, img_size, img_size) float64."""
     if image.ndim != 3 or image.shape[0] != 3:
         raise ValueError(f"image must be an RGB array (3, H, W), got shape {image.shape}")
     R, S = round(img_size * 256 / 224), img_size
@@ -60,7 +61,7 @@ def digit_counts(counts: np.ndarray) -> np.ndarray:
 
 
 def digits_image(image: np.ndarray) -> np.ndarray:
-    """PRE-5: grey digit (1, H, W) uint8 -> (1, 8, 8) float64 in [0, 1]."""
+    """PRE-5: grey digit (1, H_img, W_img) uint8 -> (1, 8, 8) float64 in [0, 1]."""
     v = image[0].astype(np.int64)
     border = np.concatenate([v[0], v[-1], v[:, 0], v[:, -1]])
     if border.mean() > 127.5:

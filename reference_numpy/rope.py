@@ -1,4 +1,4 @@
-"""Rotary position embedding (RoPE) of the latent tokens, with NTK scaling.
+"""Rotary position embedding (RoPE) of the latent tokens, with linear position interpolation.
 
 Clauses ROPE-1..3. Where RoPE is applied (ROPE-4) is decided in ``model.py``.
 """
@@ -13,8 +13,9 @@ def rope_frequencies(
 ) -> np.ndarray:
     """Rotation frequencies f_i, i = 0 .. hd/2 - 1 (ROPE-1, ROPE-3).
 
-    f_i = theta^(-2i / hd). NTK scaling: when N > L = max_latent_tokens every f_i is
-    divided by N / L; for N <= L the frequencies are unscaled.
+    f_i = theta^(-2i / hd). Linear position interpolation (upstream: "NTK scaling"):
+    when N > L = max_latent_tokens every f_i is divided by lambda = N / L; for N <= L
+    the frequencies are unscaled.
     """
     freqs = float(theta) ** (-np.arange(0, head_dim, 2) / head_dim)  # (hd/2,)
     if num_tokens > max_latent_tokens:

@@ -8,6 +8,8 @@
   every page; a wildcard ``MASK-*`` links to the first clause of its prefix (and
   no longer reads as the start of an italic span). Code, math, headings, HTML tags
   and existing links are left alone.
+* In HTML that is not written in Markdown (the API reference, which mkdocstrings
+  renders from docstrings), ``link_clauses_html`` does the same on the rendered page.
 """
 
 from __future__ import annotations
@@ -75,6 +77,46 @@ def link_clauses(markdown: str, src_uri: str, files: dict[str, str]) -> str:
         return f"[{mention}]({target(mention)})" if mention in files else mention
 
     return _TOKENS.sub(token, _SLUG_ANCHOR.sub(slug, markdown))
+
+
+# HTML: a tag, or a run of text between tags.
+_HTML_PIECES = re.compile(r"(<[^>]+>)")
+_HTML_SKIP = {"a", "code", "pre", "h1", "h2", "h3", "h4", "h5", "h6", "script", "style",
+              "textarea", "title"}
+_HTML_TAG = re.compile(r"<(/?)([a-zA-Z0-9]+)")
+_PLAIN_ID = re.compile(r"\b(?:" + PREFIXES + r")-\d+\b")
+
+
+def link_clauses_html(html: str, page_url: str, files: dict[str, str]) -> str:
+    """Link every clause id in the text of rendered HTML (not inside links, code,
+    headings or scripts) to its heading on the spec page; ``page_url`` is the page's
+    site URL (``api/reference_numpy.html``, or ``api/reference_numpy/`` with directory
+    URLs)."""
+    base = posixpath.dirname(page_url)
+    directory_urls = page_url.endswith("/")
+    skipped = 0
+    pieces = _HTML_PIECES.split(html)
+    for index, piece in enumerate(pieces):
+        if piece.startswith("<"):
+            tag = _HTML_TAG.match(piece)
+            if tag and tag.group(2).lower() in _HTML_SKIP and not piece.endswith("/>"):
+                skipped += -1 if tag.group(1) else 1
+                skipped = max(skipped, 0)
+            continue
+        if skipped:
+            continue
+
+        def link(match: re.Match) -> str:
+            clause_id = match.group(0)
+            if clause_id not in files:
+                return clause_id
+            name = files[clause_id].removesuffix(".md")
+            page = f"spec/{name}/" if directory_urls else f"spec/{name}.html"
+            href = posixpath.relpath(page, base or ".") + ("/" if directory_urls else "")
+            return f'<a href="{href}#{clause_id}">{clause_id}</a>'
+
+        pieces[index] = _PLAIN_ID.sub(link, piece)
+    return "".join(pieces)
 
 
 def coverage_page(files: dict[str, str]) -> str:

@@ -1,6 +1,12 @@
 """The "real report" page: a JSON report committed in ``docs/conformance/``, produced by a
 real run of the suite, rendered at build time with the suite's own report code
-(``conformance.report.summary_lines``) plus tables for the browser."""
+(``conformance.report.summary_lines``) plus tables for the browser.
+
+The page reads report format ``adaperceiver-conformance-report`` version ``FORMAT_VERSION``
+(``worst_errors`` split into ``accuracy``, port against the oracle or goldens, and
+``invariant``, port against itself); another format fails the build rather than
+rendering empty cells. tests/docs/test_report_page.py checks the numbers of the
+rendered tables against the JSON."""
 
 from __future__ import annotations
 
@@ -9,6 +15,11 @@ import json
 from . import ROOT
 
 REPORT = ROOT / "docs" / "conformance" / "report-torch-float32.json"
+FORMAT, FORMAT_VERSION = "adaperceiver-conformance-report", 2
+WORST_SECTIONS = {
+    "accuracy": "Worst errors against the oracle",
+    "invariant": "Worst errors of invariants (the port against itself)",
+}
 COMMAND = ("python -m conformance --impl conformance.adapters.torch_port:float32 "
            "--report report-torch-float32.json")
 
@@ -19,11 +30,35 @@ def _cell(value) -> str:
     return text.replace("|", "\\|")
 
 
+def number(value) -> str:
+    """An error or tolerance as the tables show it: 4 significant digits, or "n/a"."""
+    return "n/a" if value is None else f"{value:.4g}"
+
+
+def worst_errors_table(worst: dict) -> list[str]:
+    """Markdown table rows: quantity | max relative | max absolute | rtol | test."""
+    rows = ["| quantity | max relative error | max absolute error | rtol | test |",
+            "|---|---|---|---|---|"]
+    rows += [f"| `{q}` | {number(e['max_rel'])} | {number(e['max_abs'])} | "
+             f"{number(e['rtol'])} | `{e['test']}` |" for q, e in worst.items()]
+    return rows
+
+
+def load(path=REPORT) -> dict:
+    """The committed report; ValueError when it is not the format this page renders."""
+    report = json.loads(path.read_text(encoding="utf-8"))
+    found = (report.get("format"), report.get("format_version"))
+    if found != (FORMAT, FORMAT_VERSION):
+        raise ValueError(f"{path}: report format {found}, the site renders "
+                         f"{(FORMAT, FORMAT_VERSION)}; update docs/sitegen/report.py")
+    return report
+
+
 def page() -> str:
     """Markdown of ``conformance/report.md``."""
     from conformance.report import summary_lines
 
-    report = json.loads(REPORT.read_text(encoding="utf-8"))
+    report = load()
     impl, env, totals = report["implementation"], report["environment"], report["totals"]
     lines = [
         "# A real conformance report",
@@ -65,14 +100,10 @@ def page() -> str:
         *[f"| {clause} | {c['passed']} | {c['failed']} | {c['skipped']} | {c['excluded']} |"
           for clause, c in report["clauses"].items()],
         "",
-        "## Worst errors against the oracle",
-        "",
-        "| quantity | max relative error | max absolute error | rtol | test |",
-        "|---|---|---|---|---|",
-        *[f"| {q} | {_cell(e.get('max_rel'))} | {_cell(e.get('max_abs'))} | "
-          f"{_cell(e.get('rtol'))} | `{e.get('test')}` |"
-          for q, e in report["worst_errors"].items()],
-        "",
+    ]
+    for section, title in WORST_SECTIONS.items():
+        lines += [f"## {title}", "", *worst_errors_table(report["worst_errors"][section]), ""]
+    lines += [
         "## Tests not passed",
         "",
     ]

@@ -53,3 +53,16 @@ def map_links(markdown: str, src_uri: str) -> str:
     depth = src_uri.count("/")  # a page of docs/ at this folder depth: one "../" fewer
     to_sibling = re.compile(r"\]\(" + r"\.\./" * (depth + 1) + r"(spec|conformance)/")
     return to_sibling.sub(lambda m: "](" + "../" * depth + m.group(1) + "/", markdown)
+
+
+_CODE_SPAN = re.compile(r"`[^`\n]*`")
+
+
+def unescape_table_pipes_in_code(markdown: str) -> str:
+    """In table rows, ``\\|`` inside a code span becomes ``|``: GitHub needs the escape
+    there, Python-Markdown keeps code spans whole (it does not split them at ``|``) and
+    would show the backslash (``ci\\|thorough``)."""
+    return "\n".join(
+        _CODE_SPAN.sub(lambda m: m.group(0).replace("\\|", "|"), line)
+        if line.lstrip().startswith("|") else line
+        for line in markdown.split("\n"))

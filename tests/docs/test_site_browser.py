@@ -30,8 +30,11 @@ FLAGS = [
     "--disable-component-update", "--no-first-run",
     "--host-resolver-rules=MAP * ~NOTFOUND, EXCLUDE 127.0.0.1",
 ]
-SCREENSHOTS = {"home": "", "semantics": "spec/semantics/", "semantics-patch-2":
-               "spec/semantics/#PATCH-2", "tutorial": "tutorial/masks/"}
+SCREENSHOTS = {"home": "index.html", "semantics": "spec/semantics.html", "semantics-patch-2":
+               "spec/semantics.html#PATCH-2", "tutorial": "tutorial/masks.html",
+               "exit": "tutorial/exit.html", "training": "training.html",
+               "api": "api/reference_numpy.html", "report": "conformance/report.html"}
+WIDTHS = (1280, 390)  # desktop and phone
 
 pytestmark = pytest.mark.skipif(not Path(CHROMIUM).is_file(),
                                 reason=f"no Chromium at {CHROMIUM} (.ci/run installs it)")
@@ -74,10 +77,10 @@ def browser(tmp_path_factory):
 
 
 def _pages(site: Path) -> list[str]:
-    """Site-relative URLs of every page (404.html excluded: it uses absolute site_url paths)."""
-    return sorted(path.parent.relative_to(site).as_posix() + "/"
-                  if path.parent != site else ""
-                  for path in site.rglob("index.html"))
+    """Site-relative URLs of every page (404.html excluded: it uses absolute site_url paths;
+    assets/ holds no page)."""
+    return sorted(path.relative_to(site).as_posix() for path in site.rglob("*.html")
+                  if path.name != "404.html" and path.parts[len(site.parts)] != "assets")
 
 
 def _watch(page, problems: list[str]):
@@ -144,36 +147,105 @@ def test_every_page_renders_offline(site_url, browser):
 
 
 def test_search_finds_a_clause_by_its_id(site_url, browser):
-    """Typing a clause id into the search box lists that clause's section first."""
+    """Typing a clause id into the search box lists that clause's section first (the
+    spec pages are boosted), and the snippets show no raw TeX."""
     base, _ = site_url
     page = browser.new_page()
     problems: list[str] = []
     _watch(page, problems)
-    page.goto(base, wait_until="load")
+    page.goto(base + "index.html", wait_until="load")
     page.click("input.md-search__input")
-    page.keyboard.type("MASK-6", delay=30)  # typed: the search box reacts to key events
+    page.keyboard.type("MASK-3", delay=30)  # typed: the search box reacts to key events
     page.wait_for_function(  # results for the whole query, not for a prefix typed so far
         "() => [...document.querySelectorAll('.md-search-result__item a')]"
-        ".some(a => /[?&]h=[^#]*6/.test(a.href))", timeout=20_000)
+        ".some(a => /[?&]h=[^#]*3/.test(a.href))", timeout=20_000)
     links = page.eval_on_selector_all(".md-search-result__item a",
                                       "els => els.map(a => a.getAttribute('href'))")
+    snippets = page.eval_on_selector_all(".md-search-result__item",
+                                         "els => els.map(e => e.textContent)")
     page.close()
-    assert any("/spec/semantics/" in link and link.endswith("#MASK-6") for link in links[:3]), \
-        links
+    sections = [link for link in links if "#" in link]  # the page's own entry comes first
+    assert "spec/semantics.html" in links[0], links
+    assert sections and sections[0].endswith("#MASK-3"), links
+    assert not [t for t in snippets if "\\(" in t or "\\operatorname" in t], snippets
     assert not problems, problems
 
 
-def test_screenshots(site_url, browser):
-    """Screenshots of the home, semantics and tutorial pages for a person to look at."""
-    base, _ = site_url
-    out = Path(os.environ.get("DOCS_SCREENSHOTS") or tempfile.mkdtemp(prefix="docs-shots-"))
-    out.mkdir(parents=True, exist_ok=True)
+# Runs in the page at phone width: formulas and figures wider than the column scroll in
+# their own box with a cue; figures keep a readable size.
+_PHONE = """() => {
+  const bad = [];
+  let overflowing = 0;
+  document.querySelectorAll('div.arithmatex').forEach(el => {
+    if (el.scrollWidth > el.clientWidth + 1) {
+      overflowing++;
+      const style = getComputedStyle(el);
+      if (style.overflowX !== 'auto' || !style.backgroundImage.includes('gradient'))
+        bad.push('formula overflows without a scroll cue: ' + el.textContent.slice(0, 40));
+    }
+  });
+  document.querySelectorAll('img.figure').forEach(img => {
+    if (img.getBoundingClientRect().width < 590) bad.push('figure too narrow: ' + img.src);
+    const frame = getComputedStyle(img.parentElement);
+    if (frame.overflowX !== 'auto') bad.push('figure frame does not scroll: ' + img.src);
+  });
+  if (document.documentElement.scrollWidth > window.innerWidth + 1)
+    bad.push('the page itself scrolls sideways');
+  return {bad: bad, overflowing: overflowing};
+}"""
+
+
+def test_phone_width_formulas_and_figures(site_url, browser):
+    """At 390 px: no page scrolls sideways; an overflowing formula scrolls in its own box
+    with a cue; figures are shown at least 600 px wide in a scrolling frame."""
+    base, site = site_url
     page = browser.new_page()
-    for name, url in SCREENSHOTS.items():
+    page.set_viewport_size({"width": 390, "height": 844})
+    problems, overflowing = {}, 0
+    for url in ["spec/semantics.html", "spec/anytime.html", "tutorial/masks.html",
+                "tutorial/exit.html", "training.html", "tutorial/rope.html"]:
         page.goto(base + url, wait_until="load")
         page.wait_for_function("() => [...document.querySelectorAll('.arithmatex')]"
                                ".every(el => el.dataset.katexDone)", timeout=10_000)
-        page.screenshot(path=str(out / f"{name}.png"), full_page=name == "tutorial")
-        assert (out / f"{name}.png").stat().st_size > 10_000
+        result = page.evaluate(_PHONE)
+        overflowing += result["overflowing"]
+        if result["bad"]:
+            problems[url] = result["bad"]
     page.close()
+    assert not problems, problems
+    assert overflowing > 0, "no formula overflows at 390 px: the cue check checked nothing"
+
+
+def test_site_works_from_disk(site_url, browser):
+    """Opened with file:// (no server), navigation links point at .html files and the
+    search box is there and answers (Material's offline plugin)."""
+    _, site = site_url
+    page = browser.new_page()
+    page.goto((site / "index.html").as_uri(), wait_until="load")
+    hrefs = page.eval_on_selector_all("nav.md-nav a.md-nav__link[href]",
+                                      "els => els.map(a => a.getAttribute('href'))")
+    pages = [h for h in hrefs if not h.startswith("#") and "://" not in h]
+    assert pages and all(h.split("#")[0].endswith(".html") for h in pages), pages[:10]
+    page.click("label.md-search__icon, input.md-search__input", timeout=5_000)
+    page.keyboard.type("MASK-3", delay=30)
+    page.wait_for_selector(".md-search-result__item a", timeout=20_000)
+    page.close()
+
+
+def test_screenshots(site_url, browser):
+    """Screenshots of a few pages at desktop and phone width for a person to look at."""
+    base, _ = site_url
+    out = Path(os.environ.get("DOCS_SCREENSHOTS") or tempfile.mkdtemp(prefix="docs-shots-"))
+    out.mkdir(parents=True, exist_ok=True)
+    for width in WIDTHS:
+        page = browser.new_page()
+        page.set_viewport_size({"width": width, "height": 900})
+        for name, url in SCREENSHOTS.items():
+            page.goto(base + url, wait_until="load")
+            page.wait_for_function("() => [...document.querySelectorAll('.arithmatex')]"
+                                   ".every(el => el.dataset.katexDone)", timeout=10_000)
+            path = out / f"{name}-{width}.png"
+            page.screenshot(path=str(path), full_page=name in ("tutorial", "exit"))
+            assert path.stat().st_size > 10_000
+        page.close()
     print(f"screenshots saved in {out}")
