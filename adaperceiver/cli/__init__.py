@@ -14,7 +14,8 @@ import os
 import sys
 from collections.abc import Sequence
 
-from .. import export_onnx, train
+from .. import train
+from ..onnx import export as export_onnx
 from . import classify, demo, sweep
 from .common import CliError
 

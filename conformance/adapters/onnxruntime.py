@@ -1,4 +1,4 @@
-"""Adapter for the ONNX port: graphs exported by ``adaperceiver.export_onnx``, run by ONNX Runtime.
+"""Adapter for the ONNX port: graphs exported by ``adaperceiver.onnx.export``, run by ONNX Runtime.
 
 ``--impl conformance.adapters.onnxruntime:factory``. Every call runs an exported graph
 in ONNX Runtime's CPUExecutionProvider: the first call of a static configuration
@@ -87,7 +87,7 @@ class OnnxRuntimeAdapter:
     def __init__(self, max_graphs: int = 64, threads: int = 1):
         import torch
 
-        from adaperceiver import export_onnx
+        from adaperceiver.onnx import export as export_onnx
 
         self._export = export_onnx
         self._torch = torch
@@ -129,7 +129,7 @@ class OnnxRuntimeAdapter:
     def _check(self, handle: Handle, method: str, images: np.ndarray, call_args: dict[str, Any]):
         """ARG-1..8 before any export: unknown keywords, images, then ``parse_call``."""
         from adaperceiver.arguments import parse_call
-        from adaperceiver.onnx_session import check_images
+        from adaperceiver.onnx.session import check_images
 
         kind = "classification" if method == "anytime" else method
         if method != "anytime" and handle.kind != kind:
@@ -162,7 +162,7 @@ class OnnxRuntimeAdapter:
 
     def _graph(self, handle: Handle, hw: tuple[int, int], **static: Any):
         """The session for one static configuration, exporting its graph on first use."""
-        from adaperceiver.onnx_session import OnnxGraph
+        from adaperceiver.onnx.session import OnnxGraph
 
         gc, _ = self._export.graph_config(handle.model, image_size=tuple(map(int, hw)), **static)
         # The graph depends on the effective granularities and hidden width only.

@@ -15,7 +15,7 @@ import numpy as np
 import pytest
 
 import reference_numpy as ref
-from adaperceiver.export_onnx import (
+from adaperceiver.onnx.export import (
     EXPORTER_LOGGERS,
     METADATA_CONFIG,
     METADATA_GRAPH,
@@ -25,7 +25,7 @@ from adaperceiver.export_onnx import (
     register,
     swap_weights,
 )
-from adaperceiver.onnx_session import OnnxGraph
+from adaperceiver.onnx.session import OnnxGraph
 from conformance.cases import make_images
 from conformance.goldens import GOLDENS_DIR, load_manifest
 from conformance.tolerances import RTOL, errors

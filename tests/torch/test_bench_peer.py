@@ -1,4 +1,4 @@
-"""The benchmark's peer and measuring helpers (``adaperceiver.bench``, ``bench_peer``).
+"""The benchmark's peer and measuring helpers (``adaperceiver.bench.cli``, ``bench.peer``).
 
 The peer is a speed yardstick: it must compute the same model (with the unmasked
 "full" attention layer, as the official code's fastest path does), or the speed
@@ -15,8 +15,8 @@ from torch_helpers import checkpoint, images, rel_err, tiny_config
 
 import reference_numpy as rn
 from adaperceiver import ClassificationAdaPerceiver
-from adaperceiver.bench import HEADER, bench_config, bench_exit, profile_call
-from adaperceiver.bench_peer import PeerAdaPerceiver
+from adaperceiver.bench.cli import HEADER, bench_config, bench_exit, profile_call
+from adaperceiver.bench.peer import PeerAdaPerceiver
 
 
 def test_peer_computes_the_full_attention_model():

@@ -10,7 +10,7 @@ from torch_helpers import checkpoint, images, model_class, rel_err, run, tiny_co
 
 import reference_numpy as rn
 from adaperceiver import ClassificationAdaPerceiver, flops
-from adaperceiver.bench import naive_forward
+from adaperceiver.bench.cli import naive_forward
 
 
 @pytest.fixture(scope="module")

@@ -6,7 +6,7 @@ batch 1 and 8 and each budget (N latents, FFN width, depth) it runs, interleaved
 the same rounds:
 
 * ours: ``ClassificationAdaPerceiver``;
-* the peer: the same model written the usual timm-ViT way (``bench_peer``), like the
+* the peer: the same model written the usual timm-ViT way (``bench.peer``), like the
   official code's fastest CPU path (which ignores the block mask, so does less work);
 * the GEMM floor: every GEMM of our forward (shapes captured with the torch profiler)
   timed alone, best of several interleaved samples, summed: no implementation
@@ -32,49 +32,27 @@ import time
 from collections import Counter
 from collections.abc import Callable
 from functools import partial
-from typing import Any, NamedTuple
+from typing import NamedTuple
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from .bench_peer import PeerAdaPerceiver
-from .compiled import compile_frozen
-from .flops import flops
-from .layers import LN_EPS, CrossAttentionFusion, Mlp
-from .masks import attention_plan
-from .model import ClassificationAdaPerceiver
-from .rope import rope_tables
+from ..compiled import compile_frozen
+from ..flops import flops
+from ..layers import LN_EPS, CrossAttentionFusion, Mlp
+from ..masks import attention_plan
+from ..model import ClassificationAdaPerceiver
+from ..rope import rope_tables
+from . import anytime
+from .peer import PeerAdaPerceiver
+from .published import CONFIGS, PUBLISHED, WIDTHS, randomize
+from .timing import interleaved, load, ratios, spread
 
-PUBLISHED = dict(embed_dim=832, num_heads=13, depth=21, max_latent_tokens=256, ffn_ratio=2.57,
-                 mask_token_grans=[32, 64, 96, 128, 192, 256], mat_dims=[416, 624, 832],
-                 img_size=224, patch_size=16, num_classes=1000, use_embed_ffn=True)
-CONFIGS = [(256, 832, 21), (256, 416, 21), (64, 832, 21)]  # (N, width, depth)
-WIDTHS = (416, 624, 832)
 GEMM_OPS = ("aten::addmm", "aten::mm", "aten::bmm", "aten::baddbmm",
             "mkl::_mkl_linear")  # the last: the compiled path's prepacked linears
 ATTENTION_OPS = ("aten::_scaled_dot_product_flash_attention_for_cpu",
                  "aten::_scaled_dot_product_attention_math")
-
-
-def randomize(model: torch.nn.Module, seed: int = 0) -> None:
-    """Non-trivial weights (as the oracle's random_weights): linear weights z / sqrt(fan_in),
-    biases 0.2 z, norms 1 + 0.2 z, LayerScale uniform [0.3, 1), tokens and pos_embed z."""
-    g = torch.Generator().manual_seed(seed)
-    with torch.no_grad():
-        for name, p in model.named_parameters():
-            z = torch.randn(p.shape, generator=g)
-            if name.endswith("gamma"):
-                p.copy_(0.3 + 0.7 * torch.rand(p.shape, generator=g))
-            elif name.endswith("bias"):
-                p.copy_(0.2 * z)
-            elif "norm" in name:
-                p.copy_(1 + 0.2 * z)
-            elif p.ndim >= 2 and "pos_embed" not in name and "token" not in name:
-                p.copy_(z / math.sqrt(p[0].numel()))
-            else:
-                p.copy_(z)
-
 
 # --- naive baseline ---------------------------------------------------------------------
 
@@ -142,35 +120,6 @@ def naive_forward(model: ClassificationAdaPerceiver, x: Tensor, num_tokens: int,
 
 
 # --- measurement ------------------------------------------------------------------------
-
-def interleaved(fns: dict[Any, Callable[[], object]], rounds: int) -> dict[Any, list[float]]:
-    """Wall times of each function over ``rounds`` rounds; every round calls all of them in
-    turn (after one warm-up call each), so drift of a shared machine hits all alike."""
-    for fn in fns.values():
-        fn()
-    times: dict[Any, list[float]] = {name: [] for name in fns}
-    for _ in range(rounds):
-        for name, fn in fns.items():
-            start = time.perf_counter()
-            fn()
-            times[name].append(time.perf_counter() - start)
-    return times
-
-
-def spread(values: list[float], scale: float = 1.0, fmt: str = ".0f") -> str:
-    """'median [min..max]' of ``values`` times ``scale``."""
-    v = sorted(x * scale for x in values)
-    return f"{statistics.median(v):{fmt}} [{v[0]:{fmt}}..{v[-1]:{fmt}}]"
-
-
-def ratios(num: list[float], den: list[float]) -> list[float]:
-    """Per-round ratios num_i / den_i (the pairs ran in the same round)."""
-    return [a / b for a, b in zip(num, den, strict=True)]
-
-
-def load() -> str:
-    return f"{os.getloadavg()[0]:.2f}"
-
 
 # --- profile: GEMM shapes and shares ------------------------------------------------------
 
@@ -334,7 +283,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--compile", action="store_true",
                         help="also time the compiled path at every budget (compiles for minutes)")
     parser.add_argument("--anytime", action="store_true",
-                        help="then the anytime-grid rows (python -m adaperceiver.bench_anytime)")
+                        help="then the anytime-grid rows (python -m adaperceiver.bench.anytime)")
     args = parser.parse_args(argv)
     rounds, samples = (3, 3) if args.quick else (args.rounds, args.samples)
     torch.manual_seed(0)
@@ -366,9 +315,7 @@ def main(argv: list[str] | None = None) -> None:
                     bench_compiled(model, compiled, peer, x, budget, rounds, samples)
     print(f"load average at the end {load()}")
     if args.anytime:
-        from . import bench_anytime  # imports this module: deferred to avoid a cycle
-
-        bench_anytime.main(["--quick"] if args.quick else [])
+        anytime.main(["--quick"] if args.quick else [])
 
 
 if __name__ == "__main__":

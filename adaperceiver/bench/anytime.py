@@ -1,4 +1,4 @@
-"""Anytime-grid benchmark at the published size: ``python -m adaperceiver.bench_anytime [--quick]``.
+"""Anytime-grid benchmark at the published size: ``python -m adaperceiver.bench.anytime [--quick]``.
 
 Model: embed 832, 13 heads, 21 blocks, ffn_ratio 2.57, 224x224 images, patch 16 (196
 patches), granularities [32, 64, 96, 128, 192, 256], float32, ``torch.inference_mode``,
@@ -24,10 +24,10 @@ from collections.abc import Callable
 
 import torch
 
-from .bench import PUBLISHED as PUBLISHED_SIZE
-from .bench import WIDTHS
-from .flops import anytime_flops, flops
-from .model import ClassificationAdaPerceiver
+from ..flops import anytime_flops, flops
+from ..model import ClassificationAdaPerceiver
+from .published import PUBLISHED as PUBLISHED_SIZE
+from .published import WIDTHS
 
 QUICK_DEPTHS = (1, 11, 21)
 
@@ -68,7 +68,7 @@ def one_by_one(model: ClassificationAdaPerceiver, x: torch.Tensor, width: int,
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m adaperceiver.bench_anytime",
+    parser = argparse.ArgumentParser(prog="python -m adaperceiver.bench.anytime",
                                      description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--quick", action="store_true",

@@ -43,9 +43,9 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
-from .arguments import CallArgs, parse_call
-from .masks import granularities
-from .model import ClassificationAdaPerceiver, DistillAdaPerceiver
+from ..arguments import CallArgs, parse_call
+from ..masks import granularities
+from ..model import ClassificationAdaPerceiver, DistillAdaPerceiver
 
 OPSET = 20  # >= 18: Resize with antialias (PATCH-2) needs opset 18
 METADATA_CONFIG = "adaperceiver.config"  # the checkpoint's config.json (JSON)
@@ -161,7 +161,7 @@ class StaticForward(nn.Module):
         """The grid (B, K, G, C) as ``adaperceiver.anytime.anytime`` computes it (ANY-1..4):
         one pass under the prefix property, else one pass per granularity (ANY-4);
         logits = grid[:, K-1, G-1] (the full depth with N latents)."""
-        from .anytime import _pass, one_pass_exact
+        from ..anytime import _pass, one_pass_exact
 
         m, call, grans = self.model, self.call, self.gc.granularities
         if one_pass_exact(m.config, call.num_tokens):
@@ -237,7 +237,7 @@ def load_model(model_or_checkpoint: Model | str | Path) -> Model:
     config.json names (``output_feat_dim``: distill), in float32 eval mode."""
     if isinstance(model_or_checkpoint, nn.Module):
         return model_or_checkpoint.float().eval()
-    from .hub import read_config, resolve_files
+    from ..hub import read_config, resolve_files
 
     config_path, _ = resolve_files(model_or_checkpoint)
     cls = (DistillAdaPerceiver if "output_feat_dim" in read_config(config_path)
@@ -365,8 +365,8 @@ def run(args: argparse.Namespace) -> int:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    """``python -m adaperceiver.export_onnx ...`` (same flags as ``export-onnx``)."""
-    parser = argparse.ArgumentParser(prog="python -m adaperceiver.export_onnx")
+    """``python -m adaperceiver.onnx.export ...`` (same flags as ``export-onnx``)."""
+    parser = argparse.ArgumentParser(prog="python -m adaperceiver.onnx.export")
     register(parser.add_subparsers(dest="command", required=True))
     args = parser.parse_args(argv)
     return args.func(args)

@@ -1,7 +1,7 @@
 """Run an exported graph with ONNX Runtime (CPUExecutionProvider), checking what it is fed.
 
 ``OnnxGraph(path_or_proto)`` reads the configuration the exporter recorded in the
-model's metadata (``export_onnx.METADATA_GRAPH``) and ``run(images)`` returns the
+model's metadata (``adaperceiver.onnx.export.METADATA_GRAPH``) and ``run(images)`` returns the
 outputs by name. A graph is float32 and static in everything but the batch, so
 images are checked first and a wrong request is a clear error naming ``images``
 (ARG-7, ARG-8), never an ONNX Runtime shape error.
@@ -15,7 +15,7 @@ from typing import Any
 
 import numpy as np
 
-from .export_onnx import METADATA_CONFIG, METADATA_GRAPH, GraphConfig
+from .export import METADATA_CONFIG, METADATA_GRAPH, GraphConfig
 
 
 def check_images(images: Any, in_channels: int, patch_size: int,

@@ -1,10 +1,10 @@
 """Benchmark: ONNX Runtime (CPUExecutionProvider) vs the PyTorch model at the published size.
 
-``python -m adaperceiver.bench_onnx [--quick] [--rounds R] [--threads T]``. Random weights
-(``bench.randomize``) at the published size (embed 832, 13 heads, 21 blocks, 224x224,
+``python -m adaperceiver.bench.onnx [--quick] [--rounds R] [--threads T]``. Random weights
+(``bench.published.randomize``) at the published size (embed 832, 13 heads, 21 blocks, 224x224,
 patch 16). For each budget (N, m, depth) in ``BUDGETS``: export the static graph (export
 time, file size), then images/s of ONNX Runtime and of the PyTorch model at batch 1 and
-8, timed in interleaved rounds (``bench.interleaved``; median [min..max] over the
+8, timed in interleaved rounds (``bench.timing.interleaved``; median [min..max] over the
 rounds), and the speed ratio onnxruntime / torch as the median [min..max] of per-round
 ratios (> 1: ONNX Runtime is faster). Both use the same thread count. Speed numbers
 come only from this run; the load average printed before and after shows whether
@@ -21,10 +21,11 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from .bench import PUBLISHED, interleaved, load, randomize, ratios, spread
-from .export_onnx import export_onnx
-from .model import ClassificationAdaPerceiver
-from .onnx_session import OnnxGraph
+from ..model import ClassificationAdaPerceiver
+from ..onnx.export import export_onnx
+from ..onnx.session import OnnxGraph
+from .published import PUBLISHED, randomize
+from .timing import interleaved, load, ratios, spread
 
 BUDGETS = [(256, 832, 21), (128, 832, 21), (32, 416, 21)]  # (num_tokens, mat_dim, depth)
 

@@ -21,8 +21,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from .layers import LN_EPS
-from .rope import rope_tables
+from ..layers import LN_EPS
+from ..rope import rope_tables
 
 
 def _norm(dim: int) -> nn.LayerNorm:

@@ -1,0 +1,39 @@
+"""Timing on a shared machine: interleaved rounds, medians with their spread, per-round
+ratios and the load average."""
+
+from __future__ import annotations
+
+import os
+import statistics
+import time
+from collections.abc import Callable
+from typing import Any
+
+
+def interleaved(fns: dict[Any, Callable[[], object]], rounds: int) -> dict[Any, list[float]]:
+    """Wall times of each function over ``rounds`` rounds; every round calls all of them in
+    turn (after one warm-up call each), so drift of a shared machine hits all alike."""
+    for fn in fns.values():
+        fn()
+    times: dict[Any, list[float]] = {name: [] for name in fns}
+    for _ in range(rounds):
+        for name, fn in fns.items():
+            start = time.perf_counter()
+            fn()
+            times[name].append(time.perf_counter() - start)
+    return times
+
+
+def spread(values: list[float], scale: float = 1.0, fmt: str = ".0f") -> str:
+    """'median [min..max]' of ``values`` times ``scale``."""
+    v = sorted(x * scale for x in values)
+    return f"{statistics.median(v):{fmt}} [{v[0]:{fmt}}..{v[-1]:{fmt}}]"
+
+
+def ratios(num: list[float], den: list[float]) -> list[float]:
+    """Per-round ratios num_i / den_i (the pairs ran in the same round)."""
+    return [a / b for a, b in zip(num, den, strict=True)]
+
+
+def load() -> str:
+    return f"{os.getloadavg()[0]:.2f}"
