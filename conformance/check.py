@@ -33,6 +33,7 @@ class Comparison:
     problem: str = ""  # non-empty when the tensors could not be compared (shape, dtype)
     where: str = ""  # which part of the quantity, e.g. "row 2" or "block_1[:, :4]"
     clause: str = ""  # the spec clause this check tests (set by the Checker)
+    seen_by: str = ""  # the check's own clause when the failure was charged to another one
     versus: str = "oracle"  # "oracle": accuracy check; "port": invariant (port vs port)
 
     @property
@@ -74,6 +75,8 @@ def compare_exact(quantity: str, actual: Any, expected: np.ndarray) -> Compariso
 
 
 VERSUS = {"oracle": "accuracy", "port": "invariant"}  # comparison kind -> report section
+# Discrete results: a mismatch is a consequence when a continuous quantity diverged too.
+DISCRETE = ("exit_depths", "argmax", "granularities")
 
 
 @dataclass
@@ -145,11 +148,39 @@ class Checker:
         moved = []
         for c in self.failed:
             if only is None or c.clause == only:
-                moved += [replace(c, clause=clause) for clause in clauses]
+                moved += [replace(c, clause=clause, seen_by=c.seen_by or c.clause)
+                          for clause in clauses]
             else:
                 moved.append(c)
         self.failed = moved
         self.attribution = how
+
+    def charge_discrete(self) -> None:
+        """A discrete mismatch (exit depths, argmax, granularities) next to a diverged
+        continuous quantity (logits, features, a stage) is its consequence: charge it to the
+        clause of the first such quantity (the earliest located divergence)."""
+        cause = next((c for c in self.failed if c.quantity not in DISCRETE
+                      and not c.problem.startswith("the port raised")), None)
+        if cause is None or all(c.clause == cause.clause for c in self.failed
+                                if c.quantity in DISCRETE):
+            return
+        self.failed = [replace(c, clause=cause.clause, seen_by=c.seen_by or c.clause)
+                       if c.quantity in DISCRETE else c for c in self.failed]
+        note = f"{'/'.join(sorted({c.quantity for c in self.failed if c.quantity in DISCRETE}))} " \
+               f"mismatch charged to the diverged {cause.quantity}"
+        self.attribution = f"{self.attribution}; {note}" if self.attribution else note
+
+    def headline(self, what: str) -> str:
+        """First line of a failure: the clauses at fault, the checks that saw them when
+        they differ (``"STATE-1 (seen by the MAT-1 check): ..."``), what was compared and
+        why the failure is charged there."""
+        clauses = self.failed_clauses()
+        seen = [c for c in dict.fromkeys(f.seen_by for f in self.failed if f.seen_by)
+                if c not in clauses]
+        checks = "checks" if len(seen) > 1 else "check"
+        head = ", ".join(clauses) + (f" (seen by the {', '.join(seen)} {checks})" if seen else "")
+        reason = f": {self.attribution}" if self.attribution else ""
+        return f"{head}: {what} out of tolerance ({self.tolerance.source}){reason}"
 
     def _keep(self, result: Comparison, clause: str, versus: str) -> Comparison:
         if versus not in VERSUS:
@@ -171,24 +202,25 @@ class Checker:
     def assert_ok(self, what: str) -> None:
         """Raise ``AssertionError`` listing the failed comparisons of the current case.
 
-        The first line starts with the failed checks' clauses (``"MAT-3: ..."``);
-        ``what`` says what was compared (``"port vs oracle"``).
+        The first line is ``headline(what)``: the clauses at fault first, then the checks
+        that saw the failure and the reason it is charged there; ``what`` says what was
+        compared (``"port vs oracle"``). The located first failure keeps this message
+        (``to_json()["message"]``) for the report, free of Hypothesis' example dump.
         """
         if not self.failed:
             return
-        lines = [f"{', '.join(self.failed_clauses())}: {what} out of tolerance "
-                 f"({self.tolerance.source})"]
+        self.charge_discrete()
+        lines = [self.headline(what)]
         lines += [f"  {c.describe()}" for c in self.failed]
-        if self.attribution:
-            lines.append(f"  attributed: {self.attribution}")
         if self.divergence:
             lines.append(f"  first divergent stage: {self.divergence['stage']} "
                          f"({self.divergence['detail']})")
         if self.repro:
             lines.append(f"  repro: {self.repro}")
+        message = "\n".join(lines)
         if self.first_failure is None:
-            self.first_failure = self._case_json()
-        raise AssertionError("\n".join(lines))
+            self.first_failure = {**self._case_json(), "message": message}
+        raise AssertionError(message)
 
     def _case_json(self) -> dict[str, Any]:
         return {"repro": self.repro, "first_divergent_stage": self.divergence,

@@ -6,10 +6,10 @@ fails wherever that state leaks, not only in the two dedicated STATE-1 tests.
 
 Every call on a shared handle is appended to its ``history`` as a ``Call``
 (method, images reference, call arguments) so that a leak can be replayed:
-``locate_leak`` re-runs the failing call on a fresh handle, finds the shortest
-replayed history that reproduces the difference (the last 1, 2, 4, ... calls
-before it, up to ``MAX_REPLAY``), and compares both sides' stages when the port exposes
-them. The result is a ``fresh-handle`` repro that ``python -m conformance.repro``
+``locate_leak`` re-runs the failing call on a fresh handle, shrinks the replayed
+history (the last ``MAX_REPLAY`` calls before it) by delta debugging to the shortest
+sub-history that reproduces the difference, and compares both sides' stages when the
+port exposes them. The result is a ``fresh-handle`` repro that ``python -m conformance.repro``
 re-runs.
 
 Images are carried as ``Images``: the array plus a JSON reference that rebuilds
@@ -32,7 +32,7 @@ from .check import Checker, compare
 from .protocol import PortAdapter
 from .verify import first_divergent_stage, run
 
-# Longest history replayed to reproduce a leak (suffixes of 1, 2, 4, ... calls are tried).
+# Longest history replayed to reproduce a leak (then shrunk by delta debugging).
 MAX_REPLAY = 64
 METHODS = {"classification": "classify", "distill": "distill"}
 
@@ -114,6 +114,7 @@ class SharedHandle:
     history: list[Call] = field(default_factory=list)
     fresh_mode: bool = False
     log: list[tuple[Call, int | None, Any]] | None = None  # (call, history index, output)
+    siblings: Callable[[], list[SharedHandle]] = list  # every shared handle of the run
 
     def __post_init__(self) -> None:
         if self.handle is None:
@@ -159,31 +160,64 @@ def _outcome(call: Call, port: PortAdapter, handle: Any) -> Any:
         return error
 
 
+def ddmin(items: list, reproduces: Callable[[list], bool], budget: int = 200) -> list:
+    """Zeller's delta debugging: a 1-minimal sublist of ``items`` (which reproduces) that
+    still ``reproduces``: removing any single element of the result stops it (within
+    ``budget`` trials; the order of the kept elements is preserved)."""
+    n, trials = 2, 0
+    while len(items) >= 2 and trials < budget:
+        size = -(-len(items) // n)  # ceil
+        chunks = [items[i:i + size] for i in range(0, len(items), size)]
+        for i, chunk in enumerate(chunks):
+            complement = [x for j, c in enumerate(chunks) if j != i for x in c]
+            trials += 2
+            if reproduces(chunk):
+                items, n = chunk, 2
+                break
+            if len(chunks) > 2 and reproduces(complement):
+                items, n = complement, max(n - 1, 2)
+                break
+        else:
+            if n >= len(items):
+                break
+            n = min(len(items), 2 * n)
+    return items
+
+
 def locate_leak(shared: SharedHandle, index: int, rtol: float) -> dict[str, Any]:
     """Replay the history before ``shared.history[index]`` to reproduce a state leak.
 
     Returns ``{"repro": fresh-handle repro, "divergence": first divergent stage or None,
-    "reproduced": bool}``. The repro's ``history`` is the shortest suffix of 1, 2, 4, ...
-    (at most ``MAX_REPLAY``) earlier calls that reproduces the difference.
+    "reproduced": bool, "source": str}``. The last ``MAX_REPLAY`` earlier calls are
+    replayed on a fresh handle; when that reproduces the difference they are shrunk by
+    delta debugging (``ddmin``) to the shortest sub-history that still does, usually one
+    or two calls. When it does not, the history of every other shared handle of the run
+    is replayed on its own fresh handle before the call (state shared across handles) and
+    ``source`` names the one that reproduces, if any.
     """
     port, call = shared.port, shared.history[index]
     fresh = _outcome(call, port, shared.load())
 
-    def replayed(history: list[Call]) -> Any:
-        handle = shared.load()
+    def replayed(history: list[Call], other: SharedHandle | None = None) -> Any:
+        source = other or shared
+        handle = source.load()
         for earlier in history:
             _outcome(earlier, port, handle)
-        return handle
+        return handle if other is None else shared.load()
 
-    lengths, n = [], 1
-    while n < min(index, MAX_REPLAY):
-        lengths.append(n)
-        n *= 2
-    lengths.append(min(index, MAX_REPLAY))
-    candidates = [shared.history[index - n:index] for n in lengths]
-    history = next((h for h in candidates
-                    if h and not outputs_agree(_outcome(call, port, replayed(h)), fresh, rtol)),
-                   None)
+    def reproduces(history: list[Call], other: SharedHandle | None = None) -> bool:
+        return bool(history) and not outputs_agree(
+            _outcome(call, port, replayed(history, other)), fresh, rtol)
+
+    recorded = shared.history[max(0, index - MAX_REPLAY):index]
+    history = ddmin(recorded, reproduces) if reproduces(recorded) else None
+    source = f"{len(history)} of the {index} earlier call(s) on this handle" if history else ""
+    if history is None:
+        for other in shared.siblings():
+            if other is not shared and reproduces(other.history[-MAX_REPLAY:], other):
+                source = (f"not by this handle's calls but by those of the "
+                          f"{other.checkpoint} handle (state shared across handles)")
+                break
     divergence = None
     if history is not None and port.capabilities.stages:
         leaked = _outcome(Call(call.kind, call.images, call.call_args, True), port,
@@ -193,9 +227,9 @@ def locate_leak(shared: SharedHandle, index: int, rtol: float) -> dict[str, Any]
             divergence = first_divergent_stage(leaked, clean, rtol)
             divergence["versus"] = "the same call on a fresh handle"
     repro = {"check": "fresh-handle", **shared.checkpoint,
-             "history": [c.to_json() for c in (history or shared.history[:index])][-MAX_REPLAY:],
-             **call.to_json()}
-    return {"repro": repro, "divergence": divergence, "reproduced": history is not None}
+             "history": [c.to_json() for c in (history or recorded)], **call.to_json()}
+    return {"repro": repro, "divergence": divergence, "reproduced": history is not None,
+            "source": source}
 
 
 def check_on_shared_handle(check: Checker, shared: SharedHandle,
@@ -255,7 +289,9 @@ def check_on_shared_handle(check: Checker, shared: SharedHandle,
         check.divergence = found["divergence"]
         if not found["reproduced"]:
             check.attribution += ("; replaying the recorded history on a fresh handle did not "
-                                  "reproduce it (the port's state depends on more than its calls)")
+                                  "reproduce it (the port's state depends on more than its "
+                                  "calls)" + (f"; reproduced {found['source']}"
+                                              if found["source"] else ""))
     check.assert_ok(what)
 
 
@@ -274,5 +310,6 @@ class HandlePool:
             directory = GOLDENS_DIR / load_manifest()["checkpoints"][name]["path"]
             config = json.loads((directory / "config.json").read_text())
             self._shared[name] = SharedHandle(self.port, {"checkpoint": name}, directory,
-                                              kind_of(config))
+                                              kind_of(config),
+                                              siblings=lambda: list(self._shared.values()))
         return self._shared[name]

@@ -8,11 +8,14 @@ Report keys: ``implementation`` (impl spec, capabilities, versions),
 ``environment`` (Python, NumPy, suite versions), ``profile``, ``seed`` (of the
 random test order; ``--seed`` repeats it), ``totals``, ``clauses`` (id ->
 counts and failing tests: a failed test counts as failed only for the clauses
-its failed checks name, see ``Result.failed_clauses``), ``worst_errors``
+its failed checks name, see ``Result.failed_clauses``), ``clause_coverage``
+(every clause of spec/CLAUSES.md: exercised, or not and why; ``conformance.clauses``),
+``worst_errors``
 (``accuracy``: port vs oracle or goldens, ``invariant``: port vs port; each
 quantity -> largest relative error and its test), ``failures`` (id, the
 failed clauses, the test's clauses, message, how the clause was attributed,
-repro, first divergent stage), ``exclusions`` (reason -> test ids),
+repro, for a state leak ``repro_python``: the same as a runnable program, first
+divergent stage), ``exclusions`` (reason -> test ids),
 ``warnings`` and ``tests`` (every test with its outcome and achieved errors).
 """
 
@@ -20,11 +23,15 @@ from __future__ import annotations
 
 import json
 import math
+import re
 from collections import defaultdict
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
+
+from .clauses import coverage
+from .snippet import python_snippet
 
 FORMAT = "adaperceiver-conformance-report"
 FORMAT_VERSION = 2
@@ -56,6 +63,30 @@ def _json_safe(value: Any) -> Any:
     if isinstance(value, (list, tuple)):
         return [_json_safe(v) for v in value]
     return value
+
+
+# Where Hypothesis' notes begin in an exception message (the example dump with object
+# reprs stays in pytest's log, not in the report).
+HYPOTHESIS_NOTES = re.compile(r"^(Falsifying example|Failing test case|Falsifying explicit|"
+                              r"You can reproduce|You can add @seed|Trying example|"
+                              r"Explanation:|Highest target score)", re.MULTILINE)
+FLAKY_WRAPPER = re.compile(r"^(\w+)\((['\"])(.*)\2\) \[single exception in \w+\]$", re.DOTALL)
+
+
+def clean_message(message: str) -> str:
+    """A failure message without Hypothesis' appended notes (``Failing test case: ...`` with
+    ``Checker(...)`` reprs and object addresses) nor its ``FlakyFailure`` wrapping."""
+    match = HYPOTHESIS_NOTES.search(message)
+    message = (message[:match.start()] if match else message).rstrip()
+    wrapped = FLAKY_WRAPPER.match(message)
+    if wrapped:  # AssertionError("...") [single exception in FlakyFailure]
+        message = f"{wrapped.group(1)}: " + wrapped.group(3).encode().decode("unicode_escape")
+    return message.removeprefix("AssertionError: ")  # the clause ids lead the first line
+
+
+def failure_message(result: Result) -> str:
+    """The located first failure's own message where the test kept one, else pytest's."""
+    return (result.record or {}).get("message") or clean_message(result.message)
 
 
 def _worst_errors(results: Iterable[Result]) -> dict[str, dict[str, dict[str, Any]]]:
@@ -95,13 +126,16 @@ def build_report(results: Sequence[Result], *, implementation: Mapping[str, Any]
         if result.outcome == "excluded":
             exclusions[result.exclusion_reason or "?"].append(result.id)
     failures = [{"id": r.id, "clauses": list(r.failed_clauses or r.clauses),
-                 "test_clauses": list(r.clauses), "message": r.message,
+                 "test_clauses": list(r.clauses), "message": failure_message(r),
                  "attribution": (r.record or {}).get("attribution") or "",
                  "repro": (r.record or {}).get("repro"),
+                 "repro_python": python_snippet((r.record or {}).get("repro") or {},
+                                                implementation.get("impl", "PKG.MODULE:FACTORY")),
                  "first_divergent_stage": (r.record or {}).get("first_divergent_stage")}
                 for r in results if r.outcome == "failed"]
     tests = [{"id": r.id, "outcome": r.outcome, "clauses": list(r.clauses),
-              "duration_s": round(r.duration_s, 4), "message": r.message,
+              "duration_s": round(r.duration_s, 4),
+              "message": failure_message(r) if r.outcome == "failed" else r.message,
               **({"tolerance": r.record.get("tolerance"), "errors": r.record.get("errors")}
                  if r.record else {}), **r.extra}
              for r in results]
@@ -115,6 +149,7 @@ def build_report(results: Sequence[Result], *, implementation: Mapping[str, Any]
         "duration_s": round(duration_s, 2),
         "totals": totals,
         "clauses": {k: clauses[k] for k in sorted(clauses)},
+        "clause_coverage": coverage(tests),
         "worst_errors": _worst_errors(results),
         "failures": failures,
         "exclusions": dict(exclusions),
@@ -158,6 +193,15 @@ def summary_lines(report: Mapping[str, Any]) -> list[str]:
             lines.append(f"  first divergent stage: {stage['stage']} ({stage['detail']})")
         if failure["repro"]:
             lines.append(f"  repro: {json.dumps(failure['repro'])}")
+        if failure.get("repro_python"):
+            lines.append("  repro as Python:")
+            lines += [f"    {line}" for line in failure["repro_python"].splitlines()]
+    missed = {k: c for k, c in (report.get("clause_coverage") or {}).items()
+              if c["status"] != "exercised"}
+    if missed:
+        lines.append(f"clauses not exercised ({len(missed)} of "
+                     f"{len(report['clause_coverage'])}):")
+        lines += [f"  {k}: {c['reason'][:150]}" for k, c in missed.items()]
     for override in impl.get("tolerance_overrides") or []:
         lines.append(f"tolerance override: {override['test_prefix']}* rtol {override['rtol']:g} "
                      f"({override['reason']})")

@@ -15,12 +15,11 @@ from dataclasses import dataclass
 
 import numpy as np
 
-# TOL-1: relative tolerance by the port's compute dtype.
-RTOL: dict[str, float] = {
-    "float64": 1e-10,
-    "float32": 1e-4,
-    "bfloat16": 3e-2,  # bfloat16 autocast: matmuls in bfloat16, norms and softmax in float32
-}
+from .profiles import PROFILES
+
+# TOL-1: relative tolerance by the port's precision profile (conformance.profiles says how
+# each was measured).
+RTOL: dict[str, float] = {name: p.rtol for name, p in PROFILES.items()}
 # Guards the denominator of the relative error against all-zero references.
 TINY = 1e-30
 

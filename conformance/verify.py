@@ -136,6 +136,36 @@ def stage_clause(stage: str, config: Mapping[str, Any], image_hw: tuple[int, int
     return "DIST-2" if quantities == {"features"} else "HEAD-1"
 
 
+def latent_rule_candidates(stage: str, config: Mapping[str, Any]) -> list[str]:
+    """Rules a stage's divergence points to when that stage is right with one latent (at
+    position 0 RoPE rotates nothing, ROPE-1/2, and a mask has nothing to hide, MASK-1..5),
+    most likely first; [] for stages where one latent proves nothing."""
+    if stage == "read":
+        return ["ROPE-1", "ROPE-2", "ROPE-4"]
+    if not stage.startswith("block_"):
+        return []
+    if config["attn_layer"] == "full":
+        masks = ["MASK-1"] if config["block_mask"] != "none" else []
+    else:
+        masks = [{"block": "MASK-3", "causal": "MASK-4", "none": "MASK-5"}[config["block_mask"]]]
+    return [*masks, "ROPE-1", "ROPE-4", "BLOCK-1"]
+
+
+def _stages_match(shared: SharedHandle, images: np.ndarray, call_args: Mapping[str, Any],
+                  oracle_dir: Path, stage: str, rtol: float) -> bool:
+    """The port's stages up to and including ``stage`` agree with the oracle's for this
+    call on a fresh handle (False when the port raises)."""
+    try:
+        actual = shared.port.stages(shared.load(), images, **call_args)
+    except Exception:
+        return False
+    expected = oracle_expected(oracle_dir, images, call_args).stages()
+    order = stage_order(expected)
+    upto = {name: expected[name] for name in order[:order.index(stage) + 1]} \
+        if stage in order else expected
+    return first_divergent_stage(actual, upto, rtol)["stage"] == "head"
+
+
 def _matches_oracle(shared: SharedHandle, images: np.ndarray, call_args: Mapping[str, Any],
                     oracle_dir: Path, rtol: float) -> bool:
     """The call on a fresh handle agrees with the live oracle (or raises: False)."""
@@ -175,8 +205,15 @@ def locate_fault(check: Checker, shared: SharedHandle, images: np.ndarray,
                "the default call matches the oracle; only the combination fails")
     elif check.divergence and check.divergence["stage"] != "?":
         quantities = {c.quantity for c in check.failed if c.clause == UNLOCATED}
-        clauses = [stage_clause(check.divergence["stage"], config, images.shape[2:], quantities)]
-        how = f"first divergent stage {check.divergence['stage']}"
+        stage = check.divergence["stage"]
+        clauses = [stage_clause(stage, config, images.shape[2:], quantities)]
+        how = f"first divergent stage {stage}"
+        candidates = latent_rule_candidates(stage, config)
+        if candidates and oracle_dir is not None and _stages_match(
+                shared, images, {**call_args, "num_tokens": 1}, oracle_dir, stage, rtol):
+            clauses = candidates[:1]
+            how += (f", which matches the oracle with num_tokens=1 (one latent: no RoPE "
+                    f"rotation, no mask): candidate rules in order {', '.join(candidates)}")
     if clauses:
         check.reattribute(clauses, how, only=UNLOCATED)
 
@@ -205,3 +242,48 @@ def check_call(check: Checker, shared: SharedHandle, images: Images,
 
     check_on_shared_handle(check, shared, body, what, locate=lambda: locate_fault(
         check, shared, images.array, call_args, expected, config, oracle_dir))
+
+
+def worst_grid_entry(actual: np.ndarray, expected: np.ndarray) -> tuple[int, int]:
+    """(depth index k, granularity index j) of the anytime grid entry with the largest
+    absolute error; grids are (B, K, G, C)."""
+    diff = np.abs(np.asarray(actual, dtype=np.float64) - expected)  # (B, K, G, C)
+    per_entry = np.where(np.isfinite(diff), diff, np.inf).max(axis=(0, 3))  # (K, G)
+    k, j = np.unravel_index(int(np.argmax(per_entry)), per_entry.shape)
+    return int(k), int(j)
+
+
+def locate_grid_entry(check: Checker, port: PortAdapter, checkpoint: Mapping[str, Any],
+                      directory: Path, images: np.ndarray, call_args: Mapping[str, Any],
+                      config: Mapping[str, Any], entry: tuple[int, int],
+                      granularities: list[int]) -> None:
+    """Locate an anytime failure (ANY-1) by its worst entry ``(k, j)``: the single call with
+    num_tokens = G[j] and depth = k + 1 is checked against the oracle like any call. When it
+    fails too, the grid failure takes its located clause and first divergent stage; when it
+    passes, the grid computation itself is at fault (ANY-3 one pass, ANY-4 otherwise)."""
+    from reference_numpy.anytime import prefix_property_holds
+
+    from .handles import SharedHandle
+
+    k, j = entry  # depth index, granularity index
+    single = {**{key: v for key, v in call_args.items() if key != "num_tokens"},
+              "num_tokens": granularities[j], "depth": k + 1}
+    where = f"worst entry depth {k + 1}, {granularities[j]} latents"
+    shared = SharedHandle(port, checkpoint, directory, kind_of(config))
+    expected = oracle_expected(directory, images, single)
+    trial = Checker(check.tolerance)
+    try:
+        out = run(port, shared.load(), shared.kind, images, single)
+        trial.close("logits", out["logits"], expected.logits, clause=UNLOCATED)
+    except Exception as error:
+        trial.raised(error, clause=UNLOCATED)
+    if trial.failed:
+        locate_fault(trial, shared, images, single, expected, config, directory)
+        check.reattribute(trial.failed_clauses(), f"{where}: the single call {single} fails "
+                          f"too ({trial.attribution or 'not located further'})", only="ANY-1")
+        check.divergence = trial.divergence
+        return
+    N = call_args.get("num_tokens", config["max_latent_tokens"])
+    clause = "ANY-3" if prefix_property_holds(config, N) else "ANY-4"
+    check.reattribute(clause, f"{where}: the single call {single} matches the oracle, so the "
+                      "grid computation differs", only="ANY-1")
