@@ -111,14 +111,14 @@ def golden_errors(precision: str, limit: int | None = None) -> dict[str, list[fl
 
 def digits_agreement(precision: str) -> dict[str, float]:
     """Top-1 agreement with the oracle and accuracies on the bundled digits test split."""
-    from adaperceiver.digits import BUNDLED_MODEL, load_digits
+    from adaperceiver.digits import DIGITS_MODEL, load_digits
     from reference_numpy import classify, load_checkpoint
 
     images, labels = load_digits("test")
-    config, weights = load_checkpoint(BUNDLED_MODEL)
+    config, weights = load_checkpoint(DIGITS_MODEL)
     oracle = classify(weights, config, images)[:, 0].argmax(-1)  # (n,)
     load, call = _runner(precision)
-    port = call(load(BUNDLED_MODEL), images, {})["logits"][:, 0].argmax(-1)  # (n,)
+    port = call(load(DIGITS_MODEL), images, {})["logits"][:, 0].argmax(-1)  # (n,)
     return {"top1_agreement": float(np.mean(port == oracle)),
             "accuracy": float(np.mean(port == labels)),
             "oracle_accuracy": float(np.mean(oracle == labels)), "images": int(len(labels))}

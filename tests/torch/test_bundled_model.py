@@ -12,7 +12,7 @@ import torch
 
 import reference_numpy as oracle
 from adaperceiver import ClassificationAdaPerceiver
-from adaperceiver.digits import BUNDLED_MODEL, DIGITS_FILE, load_digits
+from adaperceiver.digits import DIGITS_FILE, DIGITS_MODEL, load_digits
 
 
 def test_digits_split_is_fixed_disjoint_and_stratified():
@@ -44,12 +44,12 @@ def test_digits_match_scikit_learn():
 def test_bundled_checkpoint_layout():
     """config.json holds exactly the constructor keys (CKPT-2), the weights are < 1 MB, and the
     metadata names the labels, the preprocessing, the split and the training command."""
-    config = json.loads((BUNDLED_MODEL / "config.json").read_text())
+    config = json.loads((DIGITS_MODEL / "config.json").read_text())
     published = oracle.default_config(embed_dim=8, num_heads=2, depth=1, mask_token_grans=[1],
                                       mat_dims=[8])
     assert set(config) == set(published)
-    assert (BUNDLED_MODEL / "model.safetensors").stat().st_size < 1_000_000
-    meta = json.loads((BUNDLED_MODEL / "adaperceiver.json").read_text())
+    assert (DIGITS_MODEL / "model.safetensors").stat().st_size < 1_000_000
+    meta = json.loads((DIGITS_MODEL / "adaperceiver.json").read_text())
     assert meta["labels"] == [str(d) for d in range(10)]
     assert meta["preprocessing"] == {"kind": "digits"}
     assert meta["training"]["command"].startswith("adaperceiver train --out ")
@@ -57,8 +57,8 @@ def test_bundled_checkpoint_layout():
 
 @pytest.fixture(scope="module")
 def loaded():
-    model = ClassificationAdaPerceiver.from_pretrained(BUNDLED_MODEL)
-    config, weights = oracle.load_checkpoint(BUNDLED_MODEL)
+    model = ClassificationAdaPerceiver.from_pretrained(DIGITS_MODEL)
+    config, weights = oracle.load_checkpoint(DIGITS_MODEL)
     return model, config, weights
 
 
@@ -81,7 +81,7 @@ def test_accuracy_at_every_budget_is_at_least_94_percent(loaded):
     recorded accuracies match the measurement (within one image: float32 vs float64)."""
     _, config, weights = loaded
     x, y = load_digits("test")
-    meta = json.loads((BUNDLED_MODEL / "adaperceiver.json").read_text())
+    meta = json.loads((DIGITS_MODEL / "adaperceiver.json").read_text())
     measured = {}
     for m in config["mat_dims"]:
         grid = oracle.anytime(weights, config, x.astype(np.float64), mat_dim=m)
