@@ -391,8 +391,10 @@ class _Session:
             if isinstance(self.state.adapter, IsolatedPort):
                 self.state.adapter.end_test()
             result = self._result(item, test_id, self.incidents.pop(item.nodeid, None))
-            setattr(report, RESULT_ATTRIBUTE, {**asdict(result), "order": self.state.order.get(
-                test_id)})
+            # plain JSON types: xdist (execnet) sends reports to its controller and cannot
+            # serialise NumPy scalars
+            data = {**asdict(result), "order": self.state.order.get(test_id)}
+            setattr(report, RESULT_ATTRIBUTE, json.loads(json.dumps(data, default=_plain)))
         return report
 
     def _result(self, item: pytest.Item, test_id: str,
@@ -498,6 +500,11 @@ class _Controller:
         self.state.order = {test_id: i for i, test_id in enumerate(test_ids)}
         self.state.warnings += _unmatched_exclusions(self.state, test_ids)
         _check_overrides_match(self.state, test_ids)
+
+
+def _plain(value: Any) -> Any:
+    """``json.dumps`` default: NumPy scalars and arrays as Python numbers and lists."""
+    return value.tolist() if hasattr(value, "tolist") else str(value)
 
 
 def _environment() -> dict[str, str]:
