@@ -56,12 +56,15 @@ got 0"``).
 
 Tolerances (TOL-1) come from ``conformance.tolerances`` by
 ``capabilities.dtype``; a port may loosen them for chosen tests with
-``ToleranceOverride`` entries, each carrying a reason that the report shows.
+``ToleranceOverride`` entries, each carrying a reason that the report shows
+(bounded and scoped: see ``ToleranceOverride``).
 """
 
 from __future__ import annotations
 
 import importlib
+import math
+import numbers
 from collections.abc import Mapping
 from dataclasses import asdict, dataclass, field
 from typing import Any, Protocol, runtime_checkable
@@ -76,24 +79,46 @@ ATTN_LAYERS = ("flex", "full")
 BLOCK_MASKS = ("block", "causal", "none")
 
 
+# A port override may loosen TOL-1 up to this factor without ``beyond_bound``.
+MAX_OVERRIDE_FACTOR = 10
+
+
 @dataclass(frozen=True)
 class ToleranceOverride:
     """Use ``rtol`` for every test whose id starts with ``test_prefix`` (TOL-1).
 
     ``reason`` is mandatory and is printed in the report next to the results it
     affected, e.g. ``ToleranceOverride("test_goldens.py::test_golden[cls-ntk",
-    3e-4, "RoPE tables computed in float16 on the NPU")``.
+    3e-4, "RoPE tables computed in float16 on the NPU")``. An override is scoped and
+    bounded: ``test_prefix`` names a module and the start of a test name
+    (``"<module>.py::<name>"``) and must match at least one test of the run;
+    ``rtol`` is finite with ``0 < rtol < 1`` (at 1 an all-zero output passes); above
+    ``MAX_OVERRIDE_FACTOR`` times the port's TOL-1 tolerance it also needs
+    ``beyond_bound``, a second reason saying why, shown in the report's headline with
+    every other override.
     """
 
     test_prefix: str
     rtol: float
     reason: str
+    beyond_bound: str = ""
 
     def __post_init__(self) -> None:
-        if not self.reason.strip():
+        if not isinstance(self.reason, str) or not self.reason.strip():
             raise ValueError(f"ToleranceOverride for {self.test_prefix!r} needs a reason")
-        if not self.rtol > 0:
-            raise ValueError(f"ToleranceOverride rtol must be > 0, got {self.rtol!r}")
+        module, sep, name = (self.test_prefix.partition("::") if isinstance(self.test_prefix, str)
+                             else ("", "", ""))
+        if not module.strip() or not sep or not name.strip():
+            raise ValueError("ToleranceOverride.test_prefix must name the tests it loosens as "
+                             f"'<module>.py::<test name or its start>', got {self.test_prefix!r}")
+        rtol = self.rtol
+        if (not isinstance(rtol, numbers.Real) or isinstance(rtol, bool)
+                or not math.isfinite(rtol) or not 0 < rtol < 1):
+            raise ValueError(f"ToleranceOverride {self.test_prefix!r}: rtol must be a finite "
+                             f"number with 0 < rtol < 1, got {rtol!r}")
+        if not isinstance(self.beyond_bound, str):
+            raise ValueError(f"ToleranceOverride {self.test_prefix!r}: beyond_bound must be a "
+                             f"string, got {self.beyond_bound!r}")
 
 
 @dataclass(frozen=True)
@@ -174,6 +199,14 @@ class Capabilities:
             raise ValueError("Capabilities.tolerance_overrides must be a tuple of "
                              f"ToleranceOverride, got {self.tolerance_overrides!r}")
         object.__setattr__(self, "tolerance_overrides", tuple(self.tolerance_overrides))
+        bound = MAX_OVERRIDE_FACTOR * RTOL[self.dtype]
+        for override in self.tolerance_overrides:
+            if override.rtol > bound and not override.beyond_bound.strip():
+                raise ValueError(
+                    f"ToleranceOverride {override.test_prefix!r}: rtol {override.rtol:g} is more "
+                    f"than {MAX_OVERRIDE_FACTOR} x the {self.dtype} tolerance of TOL-1 "
+                    f"({RTOL[self.dtype]:g}); give beyond_bound='<why>' (shown in the report's "
+                    "headline) or a smaller rtol")
 
     def to_json(self) -> dict[str, Any]:
         """A JSON-ready dict (sets as sorted lists) for the report."""
@@ -208,14 +241,17 @@ def load_adapter(spec: str) -> PortAdapter:
     ``SyntaxError``, any exception or ``sys.exit`` at import time), a missing or
     non-callable factory, a factory that needs arguments or raises, a result
     that is not an adapter, invalid capabilities, a declared capability without
-    its method.
+    its method. Anything the factory or the import raises counts, ``BaseException``
+    subclasses included; only ``KeyboardInterrupt`` goes through.
     """
     module_name, sep, factory_name = spec.partition(":")
     if not sep or not module_name or not factory_name:
         raise AdapterError(f"--impl must look like 'package.module:factory', got {spec!r}")
     try:
         module = importlib.import_module(module_name)
-    except (Exception, SystemExit) as error:  # SystemExit: sys.exit() at import time
+    except KeyboardInterrupt:
+        raise
+    except BaseException as error:  # SystemExit (sys.exit() at import time) and the like
         raise AdapterError(f"--impl {spec!r}: importing {module_name} failed: "
                            f"{type(error).__name__}: {error}") from error
     factory = getattr(module, factory_name, None)
@@ -223,7 +259,9 @@ def load_adapter(spec: str) -> PortAdapter:
         raise AdapterError(f"--impl {spec!r}: {module_name} has no callable {factory_name!r}")
     try:
         adapter = factory()
-    except (Exception, SystemExit) as error:
+    except KeyboardInterrupt:
+        raise
+    except BaseException as error:  # SystemExit or any other BaseException subclass
         hint = (" (the factory must take no arguments)" if isinstance(error, TypeError)
                 and "argument" in str(error) else "")
         raise AdapterError(f"--impl {spec!r}: calling {factory_name}() raised "

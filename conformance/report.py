@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import json
 import math
+import os
 import re
 from collections import defaultdict
 from collections.abc import Iterable, Mapping, Sequence
@@ -166,8 +167,13 @@ def summary_lines(report: Mapping[str, Any]) -> list[str]:
              f"{impl.get('dtype')}), profile {report['profile']}, order seed {report['seed']} "
              f"(repeat with --seed {report['seed']})",
              f"totals: {t['passed']} passed, {t['failed']} failed, {t['skipped']} skipped, "
-             f"{t['excluded']} excluded in {report['duration_s']}s",
-             "clause      pass  fail  skip  excl"]
+             f"{t['excluded']} excluded in {report['duration_s']}s"]
+    for override in impl.get("tolerance_overrides") or []:  # in the headline: they loosen TOL-1
+        beyond = override.get("beyond_bound")
+        lines.append(f"TOLERANCE OVERRIDE: {override['test_prefix']}* rtol {_g(override['rtol'])} "
+                     f"({override['reason']})" + (f"; beyond the 10x bound: {beyond}"
+                                                   if beyond else ""))
+    lines.append("clause      pass  fail  skip  excl")
     for clause, c in report["clauses"].items():
         mark = "  FAIL" if c["failed"] else ""
         lines.append(f"{clause:<10} {c['passed']:>5} {c['failed']:>5} {c['skipped']:>5} "
@@ -180,8 +186,8 @@ def summary_lines(report: Mapping[str, Any]) -> list[str]:
         if report["worst_errors"].get(section):
             lines.append(titles[section])
             for quantity, w in sorted(report["worst_errors"][section].items()):
-                rel = "inf" if w["max_rel"] is None else f"{w['max_rel']:.3g}"
-                lines.append(f"  {quantity:<12} {rel} / {w['rtol']:.3g}  {w['test']}")
+                lines.append(f"  {quantity:<12} {_g(w['max_rel'], '.3g')} / "
+                             f"{_g(w['rtol'], '.3g')}  {w['test']}")
     for failure in report["failures"]:
         lines.append(f"FAILED {failure['id']} [{', '.join(failure['clauses'])}]")
         first = failure["message"].splitlines()[0] if failure["message"] else ""
@@ -202,14 +208,21 @@ def summary_lines(report: Mapping[str, Any]) -> list[str]:
         lines.append(f"clauses not exercised ({len(missed)} of "
                      f"{len(report['clause_coverage'])}):")
         lines += [f"  {k}: {c['reason'][:150]}" for k, c in missed.items()]
-    for override in impl.get("tolerance_overrides") or []:
-        lines.append(f"tolerance override: {override['test_prefix']}* rtol {override['rtol']:g} "
-                     f"({override['reason']})")
     for reason, ids in report["exclusions"].items():
         lines.append(f"excluded ({len(ids)}): {reason}")
     lines += [f"warning: {w}" for w in report["warnings"]]
     return lines
 
 
+def _g(value: float | None, spec: str = "g") -> str:
+    """A number of the report; None is a non-finite value the JSON could not hold."""
+    return "inf" if value is None else format(value, spec)
+
+
 def write_report(path: str | Path, report: Mapping[str, Any]) -> None:
-    Path(path).write_text(json.dumps(report, indent=1, allow_nan=False) + "\n")
+    """Write atomically (a temporary file in the same directory, then renamed): a reader,
+    or a run killed mid-write, sees the previous report or the new one, never a part."""
+    path = Path(path)
+    temporary = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    temporary.write_text(json.dumps(report, indent=1, allow_nan=False) + "\n")
+    os.replace(temporary, path)

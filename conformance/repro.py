@@ -27,6 +27,12 @@ stage's error is listed in forward order, so the first divergent one is the plac
 to look. Repros of other invariants (width nesting, depth truncation, early-exit
 consistency) are re-run by selecting the test:
 ``python -m conformance --impl ... -- -k NAME``.
+
+The report is checked first (``conformance.repro_input``: the report schema, known golden
+ids and checkpoints, sizes within this machine's memory before anything is allocated);
+a problem is one line ``ERROR: conformance.repro: <field>: ...`` and exit status 4, a
+bad ``--impl`` the runner's line ``ERROR: conformance: ...``. The port runs in a worker
+process with a time limit on every call (``--call-timeout``), as in the runner.
 """
 
 from __future__ import annotations
@@ -45,7 +51,9 @@ from . import callargs
 from .check import compare
 from .goldens import GOLDENS_DIR, case_tensors, load_manifest, split_stages
 from .handles import Call, call_from_json, images_from_ref
-from .protocol import PortAdapter, load_adapter
+from .isolation import DEFAULT_CALL_TIMEOUT, IsolatedPort
+from .protocol import PortAdapter
+from .repro_input import ReproInputError, read_failures
 from .strategies import materialize
 from .tolerances import default_tolerance
 from .verify import Expected, kind_of, oracle_expected, run, stage_order
@@ -210,18 +218,35 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--impl", required=True, metavar="PACKAGE.MODULE:FACTORY")
     parser.add_argument("--report", required=True, type=Path, help="JSON report of a run")
     parser.add_argument("--test", help="test id (default: every failure with a repro)")
+    parser.add_argument("--call-timeout", type=float, default=DEFAULT_CALL_TIMEOUT,
+                        metavar="SECONDS", help="time limit of every adapter call "
+                        f"(default {DEFAULT_CALL_TIMEOUT:g}); the port runs in a worker process")
     args = parser.parse_args(argv)
-    failures = json.loads(args.report.read_text())["failures"]
-    chosen = [f for f in failures if f["repro"] and (args.test is None or f["id"] == args.test)]
+    try:
+        chosen = read_failures(args.report, args.test)
+    except ReproInputError as error:
+        print(f"ERROR: conformance.repro: {error}", file=sys.stderr)
+        return 4
     if not chosen:
         print("no failure with a repro" + (f" for {args.test}" if args.test else ""))
         return 1
-    port = load_adapter(args.impl)
-    for failure in chosen:
-        print(f"== {failure['id']} [{', '.join(failure['clauses'])}]\n"
-              f"   repro: {json.dumps(failure['repro'])}")
-        for line in rerun(port, failure["repro"]):
-            print(f"   {line}")
+    try:
+        port = IsolatedPort(args.impl, args.call_timeout)
+    except ValueError as error:  # AdapterError, a bad --call-timeout: the runner's one line
+        print(f"ERROR: conformance: {error}", file=sys.stderr)
+        return 4
+    try:
+        for failure in chosen:
+            print(f"== {failure['id']} [{', '.join(failure['clauses'])}]\n"
+                  f"   repro: {json.dumps(failure['repro'])}")
+            try:
+                lines = rerun(port, failure["repro"])
+            except Exception as error:  # the port failed outside a compared call (load)
+                lines = [f"not re-run: {type(error).__name__}: {str(error).splitlines()[0]}"]
+            for line in lines:
+                print(f"   {line}")
+    finally:
+        port.close()
     return 0
 
 
