@@ -32,9 +32,18 @@ import torch.nn.functional as F
 from torch import Tensor
 from tqdm import tqdm
 
+from .cli import COMMANDS
 from .cli.checkpoint import METADATA_NAME
-from .cli.common import fraction, non_negative_float, non_negative_int, positive_float, positive_int
+from .cli.common import (
+    fraction,
+    non_negative_float,
+    non_negative_int,
+    positive_float,
+    positive_int,
+    threads,
+)
 from .digits import DIGIT_NAMES, load_digits
+from .files import atomic_directory, atomic_write, check_writable
 from .model import ClassificationAdaPerceiver
 
 # The bundled model's recipe: 8x8 grey digits, 2x2 patches (16 patches), 16 latents.
@@ -123,6 +132,7 @@ def train(config: dict[str, Any], settings: TrainSettings,
             idx = order[start:start + settings.batch_size]
             x = shift_images(x_train[idx], generator, settings.shift_prob)
             loss = joint_loss(model, x, y_train[idx], generator)
+            check_finite_loss(loss, len(result.losses) + 1, settings, bar)
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
             optimizer.step()
@@ -136,8 +146,30 @@ def train(config: dict[str, Any], settings: TrainSettings,
         model.train()
         bar.set_postfix(loss=f"{result.losses[-1]:.3f}", test_acc=f"{result.test_accuracy[-1]:.3f}")
     bar.close()
+    if not all(bool(torch.isfinite(p).all()) for p in model.parameters()):
+        raise TrainingDiverged(f"the weights are not finite after the last step ({total}) "
+                               f"{_settings_note(settings)}")
     model.eval()
     return result
+
+
+class TrainingDiverged(RuntimeError):
+    """The loss or the weights became NaN or inf: the settings make training diverge."""
+
+
+def _settings_note(settings: TrainSettings) -> str:
+    return (f"with lr {settings.lr:g} and weight_decay {settings.weight_decay:g}: training "
+            "diverged; lower the learning rate (--lr) or the weight decay (--weight-decay)")
+
+
+def check_finite_loss(loss: Tensor, step: int, settings: TrainSettings, bar: tqdm) -> None:
+    """``TrainingDiverged`` at the first non-finite loss, before it reaches the weights (the
+    progress bar closed first, so the error is the last line)."""
+    value = float(loss.detach())
+    if not math.isfinite(value):
+        bar.close()
+        raise TrainingDiverged(f"the training loss is {value} at step {step} "
+                               f"{_settings_note(settings)}")
 
 
 @torch.inference_mode()
@@ -191,10 +223,9 @@ def model_card(info: dict[str, Any]) -> str:
 
 def run(args: argparse.Namespace) -> int:
     """``adaperceiver train``: train the recipe and write OUT/{config.json, model.safetensors,
-    adaperceiver.json}."""
+    adaperceiver.json, README.md}, all or nothing (``files.atomic_directory``)."""
     out = Path(args.out)
-    if out.exists() and (not out.is_dir() or any(out.iterdir())):
-        raise ValueError(f"--out {out} already exists and is not an empty directory")
+    check_out(out, args.force)
     torch.set_num_threads(args.threads)
     settings = TrainSettings(epochs=args.epochs, batch_size=args.batch_size, lr=args.lr,
                              weight_decay=args.weight_decay, seed=args.seed,
@@ -205,29 +236,69 @@ def run(args: argparse.Namespace) -> int:
     seconds = time.perf_counter() - started
     x_test, y_test = (torch.from_numpy(a) for a in data[2:])
     test_grid = grid_accuracy(result.model, x_test, y_test)
-    result.model.save_pretrained(out)
     info = metadata(settings, args.command_line, seconds, args.threads, test_grid)
-    (out / METADATA_NAME).write_text(json.dumps(info, indent=2) + "\n")
-    (out / "README.md").write_text(model_card(info))  # replaces the hub mixin's generic card
+    with atomic_directory(out, replace=OUT_FILES) as new:
+        result.model.save_pretrained(new)
+        with atomic_write(new / METADATA_NAME) as f:
+            f.write((json.dumps(info, indent=2) + "\n").encode("utf-8"))
+        with atomic_write(new / "README.md") as f:  # replaces the hub mixin's generic card
+            f.write(model_card(info).encode("utf-8"))
     print(f"trained in {seconds:.0f} s; test accuracy at full budget "
           f"{result.test_accuracy[-1]:.4f}, lowest over the grid {min(test_grid.values()):.4f}")
     print(f"wrote {out}/config.json, model.safetensors, {METADATA_NAME}")
     return 0
 
 
+# what --out holds after a run: an existing --out is replaced (with --force) only if it holds
+# nothing else
+OUT_FILES = frozenset({"config.json", "model.safetensors", METADATA_NAME, "README.md"})
+
+
+def check_out(out: Path, force: bool) -> None:
+    """Before training: --out is new, empty, or (with --force) an earlier output of this
+    command, and its parent directory is writable."""
+    if out.exists() and not out.is_dir():
+        raise ValueError(f"--out {out} is a file; give a new or empty directory")
+    held = sorted(p.name for p in out.iterdir()) if out.is_dir() else []
+    if held and not force:
+        raise ValueError(f"--out {out} already exists and is not an empty directory; pass "
+                         "--force to replace an earlier checkpoint written by this command")
+    if set(held) - OUT_FILES:
+        raise ValueError(f"--out {out} holds files this command does not write "
+                         f"({', '.join(sorted(set(held) - OUT_FILES)[:5])}); it is not "
+                         "replaced, even with --force")
+    check_writable(out.absolute().parent, f"--out {out}")
+
+
 def register(subparsers: Any) -> None:
-    p = subparsers.add_parser("train", help="train the bundled digits recipe",
-                              description=__doc__.split("\n\n")[0])
-    p.add_argument("--out", required=True, help="new (or empty) checkpoint directory")
-    p.add_argument("--epochs", type=positive_int, default=TrainSettings.epochs)
-    p.add_argument("--batch-size", type=positive_int, default=TrainSettings.batch_size)
-    p.add_argument("--lr", type=positive_float, default=TrainSettings.lr)
+    p = subparsers.add_parser(
+        "train", help=COMMANDS["train"][1],
+        description="Train an AdaPerceiver on the bundled UCI digits with the published joint "
+        "objective (token loss over granularities + depth loss over blocks, per-sample FFN "
+        "widths, AdamW with cosine decay) and write a checkpoint in the published layout.")
+    p.add_argument("--out", required=True,
+                   help="the checkpoint directory to write: new or empty (an earlier output "
+                   "of this command with --force)")
+    p.add_argument("--force", action="store_true",
+                   help="replace an existing --out written by this command (default: refuse)")
+    p.add_argument("--epochs", type=positive_int, default=TrainSettings.epochs,
+                   help="passes over the train split (default: %(default)s)")
+    p.add_argument("--batch-size", type=positive_int, default=TrainSettings.batch_size,
+                   help="images per step (default: %(default)s)")
+    p.add_argument("--lr", type=positive_float, default=TrainSettings.lr,
+                   help="AdamW peak learning rate, decayed by a cosine (default: %(default)s)")
     p.add_argument("--weight-decay", type=non_negative_float,
-                   default=TrainSettings.weight_decay)
+                   default=TrainSettings.weight_decay,
+                   help="AdamW weight decay (default: %(default)s)")
     p.add_argument("--shift-prob", type=fraction, default=TrainSettings.shift_prob,
-                   help="probability that a training image is shifted by up to 1 pixel")
-    p.add_argument("--seed", type=non_negative_int, default=TrainSettings.seed)
-    p.add_argument("--threads", type=positive_int, default=1,
-                   help="torch threads (results are repeatable for a seed and thread count)")
-    p.add_argument("--max-steps", type=positive_int, help="stop after this many steps")
+                   help="probability that a training image is shifted by up to 1 pixel "
+                   "(default: %(default)s)")
+    p.add_argument("--seed", type=non_negative_int, default=TrainSettings.seed,
+                   help="seed of the initial weights and of every random draw "
+                   "(default: %(default)s)")
+    p.add_argument("--threads", type=threads, default=1,
+                   help="torch threads, at most the CPUs available; results are repeatable "
+                   "for a seed and thread count (default: %(default)s)")
+    p.add_argument("--max-steps", type=positive_int,
+                   help="stop after this many steps (default: all epochs)")
     p.set_defaults(func=run)

@@ -22,9 +22,9 @@ from adaperceiver.export_onnx import (
     export_onnx,
     graph_config,
     load_model,
-    register,
     swap_weights,
 )
+from adaperceiver.cli.export import register
 from adaperceiver.onnx_session import OnnxGraph
 from conformance.cases import make_images
 from conformance.goldens import GOLDENS_DIR, load_manifest
