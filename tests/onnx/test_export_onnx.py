@@ -15,6 +15,7 @@ import numpy as np
 import pytest
 
 import reference_numpy as ref
+from adaperceiver.cli.export import register
 from adaperceiver.export_onnx import (
     EXPORTER_LOGGERS,
     METADATA_CONFIG,
@@ -24,7 +25,6 @@ from adaperceiver.export_onnx import (
     load_model,
     swap_weights,
 )
-from adaperceiver.cli.export import register
 from adaperceiver.onnx_session import OnnxGraph
 from conformance.cases import make_images
 from conformance.goldens import GOLDENS_DIR, load_manifest
