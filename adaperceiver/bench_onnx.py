@@ -22,6 +22,7 @@ import numpy as np
 import torch
 
 from .bench import PUBLISHED, interleaved, load, randomize, ratios, spread
+from .cli.common import threads
 from .export_onnx import export_onnx
 from .model import ClassificationAdaPerceiver
 from .onnx_session import OnnxGraph
@@ -54,7 +55,7 @@ def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="one timing round")
     parser.add_argument("--rounds", type=int, default=3, help="interleaved timing rounds")
-    parser.add_argument("--threads", type=int, default=torch.get_num_threads(),
+    parser.add_argument("--threads", type=threads, default=torch.get_num_threads(),
                         help="intra-op threads of both runtimes (default: torch's)")
     args = parser.parse_args(argv)
     torch.set_num_threads(args.threads)
