@@ -18,10 +18,9 @@ from typing import Any
 
 import torch
 
-from .config import MAX_TOKENS, is_int, is_real
+from .config import EXIT_POLICIES, MAX_TOKENS, is_int, is_real
 from .limits import check_memory
 
-EXIT_POLICIES = ("batch_mean", "per_sample")
 # LIM-4: the largest |value| of an image; beyond it the float32 LayerNorm variance of the
 # patch tokens can overflow (finite but wrong, or NaN, logits).
 MAX_ABS_INPUT = 1e8
@@ -192,11 +191,17 @@ def check_images(x: Any, config: Mapping[str, Any]) -> None:
         raise _error(ValueError, "x", allowed, f"shape {shape}")
     if torch.compiler.is_compiling():
         return
-    if not bool(torch.isfinite(x).all()):
-        raise _error(ValueError, "x", allowed, "non-finite values (NaN or inf)")
-    low, high = torch.aminmax(x)
-    peak = max(-float(low), float(high))
+    finite = bool(torch.isfinite(x).all())
+    low, high = torch.aminmax(x) if finite else (0.0, 0.0)
+    check_values("x", allowed, finite, max(-float(low), float(high)))
+
+
+def check_values(name: str, allowed: str, finite: bool, peak: float) -> None:
+    """ARG-7 and LIM-4 on image values, given whether all are finite and the largest
+    magnitude ``peak`` (shared by the ONNX Runtime session, ``adaperceiver.onnx.session.check_images``)."""
+    if not finite:
+        raise _error(ValueError, name, allowed, "non-finite values (NaN or inf)")
     if peak > MAX_ABS_INPUT:  # LIM-4
-        raise _error(ValueError, "x", allowed,
+        raise _error(ValueError, name, allowed,
                      f"values up to {peak:.3g} in magnitude (the largest allowed is "
                      f"{MAX_ABS_INPUT:.0e}: beyond it float32 LayerNorm overflows)")

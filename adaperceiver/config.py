@@ -20,6 +20,7 @@ from typing import Any
 REQUIRED = object()  # sentinel: the key has no default and must be given
 MAX_SIZE = 2**31 - 1  # LIM-1: the largest size (dimension, count) a config may give
 MAX_TOKENS = 65536  # LIM-2: the largest number of latent tokens (max_latent_tokens, N)
+EXIT_POLICIES = ("batch_mean", "per_sample")  # ARG-6
 LISTED_PROBLEMS = 50  # an error message lists at most this many problems, then a count
 LINE_LIMIT = 500  # characters of one listed problem (a quoted key can be megabytes)
 

@@ -12,7 +12,8 @@
   is an error, CKPT-9) and checks the state dict strictly: every missing, unexpected,
   mis-shaped, wrong-dtype or non-finite tensor is listed in one ``CheckpointError`` (CKPT-5).
 * ``save_pretrained(directory)`` (the mixin's) writes config.json with every
-  constructor keyword and model.safetensors with the published key names.
+  constructor keyword and model.safetensors with the published key names, each through
+  ``files.atomic_write`` (complete or absent, the mode a new file gets under the umask).
 """
 
 from __future__ import annotations
@@ -29,9 +30,10 @@ from typing import Any, BinaryIO
 import torch
 from huggingface_hub import PyTorchModelHubMixin, hf_hub_download
 from safetensors import SafetensorError, safe_open
-from safetensors.torch import save_file
+from safetensors.torch import save
 
 from .config import ConfigError, ProblemList, resolve_config
+from .files import atomic_write
 
 CONFIG_NAME = "config.json"
 WEIGHTS_NAME = "model.safetensors"
@@ -131,18 +133,25 @@ def _parse_json(raw: bytes, what: str, directory: Path) -> Any:
         raise CheckpointError([f"{what} is not valid JSON: {str(err)[:300]}"], directory) from None
 
 
-def read_config(path: Path) -> dict[str, Any]:
-    """The constructor keywords stored in config.json (CKPT-2, CKPT-8)."""
+def read_json_object(path: Path) -> dict[str, Any]:
+    """The JSON object in a small file of a checkpoint (CKPT-8): a regular file (never a
+    FIFO or device, which are not waited on or read), at most ``MAX_CONFIG_BYTES``, valid
+    JSON without duplicate keys, an object. Else a ``CheckpointError`` naming the file."""
     with _open_regular(path) as f:
         raw = f.read(MAX_CONFIG_BYTES + 1)
     if len(raw) > MAX_CONFIG_BYTES:
-        raise CheckpointError([f"{CONFIG_NAME} is larger than {MAX_CONFIG_BYTES} bytes; it is "
-                               "not an AdaPerceiver config"], path.parent)
-    config = _parse_json(raw, CONFIG_NAME, path.parent)
-    if not isinstance(config, dict):
-        raise CheckpointError([f"{CONFIG_NAME} must hold a JSON object, got "
-                               f"{type(config).__name__}"], path.parent)
-    return config
+        raise CheckpointError([f"{path.name} is larger than {MAX_CONFIG_BYTES} bytes; it is "
+                               "not an AdaPerceiver checkpoint file"], path.parent)
+    found = _parse_json(raw, path.name, path.parent)
+    if not isinstance(found, dict):
+        raise CheckpointError([f"{path.name} must hold a JSON object, got "
+                               f"{type(found).__name__}"], path.parent)
+    return found
+
+
+def read_config(path: Path) -> dict[str, Any]:
+    """The constructor keywords stored in config.json (CKPT-2, CKPT-8)."""
+    return read_json_object(path)
 
 
 def read_header_keys(path: Path) -> list[str]:
@@ -271,7 +280,11 @@ class CheckpointMixin(PyTorchModelHubMixin):
         """Write config.json (every constructor keyword) and model.safetensors (float32,
         published key names) into ``save_directory``."""
         save_directory = Path(save_directory)
-        (save_directory / CONFIG_NAME).write_text(json.dumps(self.config, indent=2) + "\n")
+        with atomic_write(save_directory / CONFIG_NAME) as f:
+            f.write((json.dumps(self.config, indent=2) + "\n").encode("utf-8"))
         state = {k: v.detach().to("cpu", torch.float32).contiguous()
                  for k, v in self.state_dict().items()}
-        save_file(state, str(save_directory / WEIGHTS_NAME))
+        # serialised in memory and written by atomic_write: safetensors' own file writer
+        # creates mode 0600 files and reports a full disk without its errno
+        with atomic_write(save_directory / WEIGHTS_NAME) as f:
+            f.write(save(state))

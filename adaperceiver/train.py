@@ -20,12 +20,9 @@ from the seed (canvases: ``cluttered.TrainStream``; widths and granularities: on
 
 from __future__ import annotations
 
-import argparse
-import json
 import math
 import platform
 import sys
-import time
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -39,8 +36,7 @@ from tqdm import tqdm
 
 from . import cluttered
 from .cli.checkpoint import METADATA_NAME
-from .cli.common import non_negative_float, non_negative_int, positive_float, positive_int
-from .cli.evaluation import Row, evaluate, table
+from .cli.evaluation import Row
 from .digits import DIGIT_NAMES
 from .model import ClassificationAdaPerceiver
 
@@ -74,7 +70,22 @@ class TrainResult:
 
 
 class TrainingDiverged(RuntimeError):
-    """The loss became NaN or infinite."""
+    """The loss or the weights became NaN or inf: the settings make training diverge."""
+
+
+def _settings_note(settings: TrainSettings) -> str:
+    return (f"with lr {settings.lr:g} and weight_decay {settings.weight_decay:g}: training "
+            "diverged; lower the learning rate (--lr) or the weight decay (--weight-decay)")
+
+
+def check_finite_loss(loss: Tensor, step: int, settings: TrainSettings, bar: tqdm) -> None:
+    """``TrainingDiverged`` at the first non-finite loss, before it reaches the weights (the
+    progress bar closed first, so the error is the last line)."""
+    value = float(loss.detach())
+    if not math.isfinite(value):
+        bar.close()
+        raise TrainingDiverged(f"the training loss is {value} at step {step} "
+                               f"{_settings_note(settings)}")
 
 
 def joint_loss(model: ClassificationAdaPerceiver, x: Tensor, y: Tensor,
@@ -120,11 +131,7 @@ def train(config: dict[str, Any], settings: TrainSettings,
     for step in range(total):
         x, y = (torch.from_numpy(a) for a in stream.batch(step))
         loss = joint_loss(model, x, y, generator)
-        if not torch.isfinite(loss):
-            bar.close()
-            raise TrainingDiverged(
-                f"the loss is {float(loss.detach())} at step {step + 1} (lr {settings.lr:g}, weight decay "
-                f"{settings.weight_decay:g}): training diverged; try a smaller --lr")
+        check_finite_loss(loss, step + 1, settings, bar)
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         optimizer.step()
@@ -138,6 +145,9 @@ def train(config: dict[str, Any], settings: TrainSettings,
             bar.set_postfix(loss=f"{result.losses[-1]:.3f}",
                             test_acc=f"{result.test_accuracy[-1][1]:.3f}")
     bar.close()
+    if not all(bool(torch.isfinite(p).all()) for p in model.parameters()):
+        raise TrainingDiverged(f"the weights are not finite after the last step ({total}) "
+                               f"{_settings_note(settings)}")
     model.eval()
     return result
 
@@ -196,57 +206,3 @@ def model_card(info: dict[str, Any]) -> str:
         f"({acc['cheapest']}). "
         f"Every configuration's count is in `{METADATA_NAME}`, with the labels and the "
         "preprocessing.\n")
-
-
-def run(args: argparse.Namespace) -> int:
-    """``adaperceiver train``: train the recipe and write OUT/{config.json, model.safetensors,
-    adaperceiver.json}, then print the per-budget table on the test canvases."""
-    out = Path(args.out)
-    if out.exists() and (not out.is_dir() or any(out.iterdir())):
-        raise ValueError(f"--out {out} already exists and is not an empty directory")
-    torch.set_num_threads(args.threads)
-    settings = TrainSettings(steps=args.steps, batch_size=args.batch_size, lr=args.lr,
-                             weight_decay=args.weight_decay, warmup=args.warmup,
-                             init_std=args.init_std, seed=args.seed)
-    canvases, labels = cluttered.test_canvases()
-    x_test = cluttered.to_input(canvases)
-    started = time.perf_counter()
-    result = train(RECIPE, settings, (x_test[:1000], labels[:1000]))
-    seconds = time.perf_counter() - started
-    evaluation = evaluate(result.model, torch.from_numpy(x_test), torch.from_numpy(labels),
-                          progress=False)
-    print(table(evaluation.rows))
-    info = metadata(settings, args.command_line, seconds, args.threads, evaluation.rows,
-                    cluttered.fingerprint(canvases, labels))
-    result.model.save_pretrained(out)
-    (out / METADATA_NAME).write_text(json.dumps(info, indent=2) + "\n")
-    (out / "README.md").write_text(model_card(info))  # replaces the hub mixin's generic card
-    print(f"trained in {seconds:.0f} s; wrote {out}/config.json, model.safetensors, "
-          f"{METADATA_NAME}")
-    return 0
-
-
-def register(subparsers: Any) -> None:
-    p = subparsers.add_parser("train", help="train the bundled cluttered-digits recipe",
-                              description=__doc__.split("\n\n")[0])
-    p.add_argument("--out", required=True, help="new (or empty) checkpoint directory")
-    d = TrainSettings()
-    p.add_argument("--steps", type=positive_int, default=d.steps,
-                   help="optimiser steps, one fresh batch of canvases each (default: %(default)s)")
-    p.add_argument("--batch-size", type=positive_int, default=d.batch_size,
-                   help="canvases per step (default: %(default)s)")
-    p.add_argument("--lr", type=positive_float, default=d.lr,
-                   help="AdamW peak learning rate (default: %(default)s)")
-    p.add_argument("--weight-decay", type=non_negative_float, default=d.weight_decay,
-                   help="AdamW weight decay (default: %(default)s)")
-    p.add_argument("--warmup", type=non_negative_int, default=d.warmup,
-                   help="steps of linear learning-rate warm-up (default: %(default)s)")
-    p.add_argument("--init-std", type=positive_float, default=d.init_std,
-                   help="std of the initial weights (default: %(default)s)")
-    p.add_argument("--seed", type=non_negative_int, default=d.seed,
-                   help="seed of the training canvases, widths and granularities; not "
-                   f"{cluttered.TEST_SEED}, the test set's (default: %(default)s)")
-    p.add_argument("--threads", type=positive_int, default=1,
-                   help="torch threads; a run is repeatable for a seed, thread count and CPU "
-                   "(default: %(default)s)")
-    p.set_defaults(func=run)

@@ -26,6 +26,7 @@ from ..onnx.export import export_onnx
 from ..onnx.session import OnnxGraph
 from .published import PUBLISHED, randomize
 from .timing import interleaved, load, ratios, spread
+from ..cli.common import threads
 
 BUDGETS = [(256, 832, 21), (128, 832, 21), (32, 416, 21)]  # (num_tokens, mat_dim, depth)
 
@@ -55,7 +56,7 @@ def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="one timing round")
     parser.add_argument("--rounds", type=int, default=3, help="interleaved timing rounds")
-    parser.add_argument("--threads", type=int, default=torch.get_num_threads(),
+    parser.add_argument("--threads", type=threads, default=torch.get_num_threads(),
                         help="intra-op threads of both runtimes (default: torch's)")
     args = parser.parse_args(argv)
     torch.set_num_threads(args.threads)

@@ -8,13 +8,13 @@ by their index. The default checkpoint is the bundled digits model.
 
 from __future__ import annotations
 
-import json
+import os
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from ..digits import BUNDLED_MODEL, DATA_DIR
-from ..hub import CONFIG_NAME, read_config, resolve_files
+from ..hub import CONFIG_NAME, read_config, read_json_object, resolve_files
 from ..model import ClassificationAdaPerceiver
 from ..preprocess import KINDS
 from .common import CliError
@@ -74,14 +74,6 @@ def load(checkpoint: str | None) -> Loaded:
 
 
 def _read_metadata(path: Path) -> dict[str, Any]:
-    """adaperceiver.json as a dict, {} when there is none."""
-    if not path.exists():
-        return {}
-    try:
-        metadata = json.loads(path.read_text("utf-8"))
-    except (UnicodeDecodeError, ValueError) as err:
-        raise CliError(f"{path}: not valid JSON ({err})") from err
-    if not isinstance(metadata, dict):
-        raise CliError(f"{path}: must hold a JSON object, got {type(metadata).__name__}")
-    return metadata
-
+    """adaperceiver.json as a dict, {} when there is none; read with config.json's guards
+    (``hub.read_json_object``, CKPT-8)."""
+    return read_json_object(path) if os.path.lexists(path) else {}

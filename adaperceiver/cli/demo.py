@@ -7,14 +7,16 @@ import argparse
 from pathlib import Path
 from typing import Any
 
-import torch
-
-from . import checkpoint
+from . import COMMANDS
 from .common import CliError
-from .sweep import BUNDLED_DATA, load_data, report
 
 
 def run(args: argparse.Namespace) -> int:
+    import torch
+
+    from . import checkpoint
+    from .sweep import BUNDLED_DATA, load_data, report
+
     torch.set_num_threads(1)  # an 8 x 8 model: more threads only add overhead
     png = Path(args.out)
     if not png.parent.is_dir():
@@ -33,7 +35,7 @@ def run(args: argparse.Namespace) -> int:
 
 
 def register(subparsers: Any) -> None:
-    p = subparsers.add_parser("demo", help="the bundled digits model at every budget (offline)",
+    p = subparsers.add_parser("demo", help=COMMANDS["demo"][1],
                               description=__doc__.split("\n\n")[0])
     p.add_argument("--out", default="adaperceiver-demo.png",
                    help="where to write the plot (default: %(default)s)")

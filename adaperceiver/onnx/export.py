@@ -29,10 +29,10 @@ by its state-dict key (prefixed ``model.``).
 
 from __future__ import annotations
 
-import argparse
 import contextlib
 import json
 import logging
+import sys
 import time
 import warnings
 from collections.abc import Iterator, Sequence
@@ -44,6 +44,7 @@ import torch
 from torch import Tensor, nn
 
 from ..arguments import CallArgs, parse_call
+from ..files import atomic_write
 from ..masks import granularities
 from ..model import ClassificationAdaPerceiver, DistillAdaPerceiver
 
@@ -294,7 +295,8 @@ def export_onnx(model_or_checkpoint: Model | str | Path, out: str | Path | None,
     if out is not None:
         path = Path(out)
         path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_bytes(data)
+        with atomic_write(path) as f:  # complete or absent, never a partial graph
+            f.write(data)
     return ExportResult(path, proto, gc, seconds, len(data))
 
 
@@ -332,44 +334,20 @@ def swap_weights(proto: Any, state_dict: dict[str, Any]) -> Any:
     return copy
 
 
-# --- command line --------------------------------------------------------------------------
-
-
-def register(subparsers: argparse._SubParsersAction) -> None:
-    """Add the ``export-onnx`` subcommand to the ``adaperceiver`` command line."""
-    parser = subparsers.add_parser(
-        "export-onnx", help="export one static configuration to an ONNX graph",
-        description="Export a checkpoint at one static configuration (tokens, width, depth, "
-                    "image size; dynamic batch) to ONNX with torch.onnx.export(dynamo=True).")
-    parser.add_argument("--checkpoint", required=True, metavar="DIR_OR_HUB_ID",
-                        help="checkpoint directory (config.json + model.safetensors) or hub id")
-    parser.add_argument("--out", required=True, metavar="FILE", help="the .onnx file to write")
-    parser.add_argument("--num-tokens", type=int, metavar="N", help="latent tokens N")
-    parser.add_argument("--mat-dim", type=int, metavar="M", help="Matryoshka FFN width m")
-    parser.add_argument("--depth", type=int, metavar="D", help="blocks to run")
-    parser.add_argument("--image-size", type=int, nargs=2, metavar=("H", "W"),
-                        help="image height and width (default: the trained size)")
-    parser.add_argument("--anytime", action="store_true",
-                        help="also output the anytime grid 'grid' (B, depth, G, C)")
-    parser.set_defaults(func=run)
-
-
-def run(args: argparse.Namespace) -> int:
-    """Run ``export-onnx``; prints the configuration, export time and file size."""
-    result = export_onnx(args.checkpoint, args.out, num_tokens=args.num_tokens,
-                         mat_dim=args.mat_dim, depth=args.depth,
-                         image_size=args.image_size, anytime=args.anytime)
-    print(f"wrote {result.path} ({result.size_bytes / 2**20:.1f} MiB) in {result.seconds:.1f} s: "
-          f"{result.config.to_json()}")
-    return 0
+# --- command line (adaperceiver.cli.export) ------------------------------------------------
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    """``python -m adaperceiver.onnx.export ...`` (same flags as ``export-onnx``)."""
-    parser = argparse.ArgumentParser(prog="python -m adaperceiver.onnx.export")
-    register(parser.add_subparsers(dest="command", required=True))
-    args = parser.parse_args(argv)
-    return args.func(args)
+    """``python -m adaperceiver.onnx.export export-onnx ...``: the same as ``adaperceiver
+    export-onnx ...`` (one-line errors, exit status)."""
+    from ..cli import main as cli_main
+
+    args = list(sys.argv[1:] if argv is None else argv)
+    if args[:1] != ["export-onnx"]:
+        print("usage: python -m adaperceiver.onnx.export export-onnx [options] (see "
+              "adaperceiver export-onnx --help)", file=sys.stderr)
+        return 2
+    return cli_main(args)
 
 
 if __name__ == "__main__":

@@ -3,8 +3,10 @@
 ``OnnxGraph(path_or_proto)`` reads the configuration the exporter recorded in the
 model's metadata (``adaperceiver.onnx.export.METADATA_GRAPH``) and ``run(images)`` returns the
 outputs by name. A graph is float32 and static in everything but the batch, so
-images are checked first and a wrong request is a clear error naming ``images``
-(ARG-7, ARG-8), never an ONNX Runtime shape error.
+images are checked first (ARG-7, ARG-8, and LIM-4's magnitude bound with the torch path's
+own ``arguments.check_values``) and a wrong request is a clear error naming ``images``,
+never an ONNX Runtime error. A file that is not a usable AdaPerceiver export is a
+``GraphError``; no protobuf, ONNX or ONNX Runtime exception type escapes.
 """
 
 from __future__ import annotations
@@ -15,13 +17,23 @@ from typing import Any
 
 import numpy as np
 
+from ..arguments import check_values
+from ..config import ProblemList
 from .export import METADATA_CONFIG, METADATA_GRAPH, GraphConfig
+
+
+class GraphError(ProblemList):
+    """An ONNX file that cannot be used as an AdaPerceiver graph (a ``ValueError``)."""
+
+    def __init__(self, problems: list[str], source: object):
+        super().__init__(f"ONNX graph {source}", problems)
 
 
 def check_images(images: Any, in_channels: int, patch_size: int,
                  size: tuple[int, int] | None = None) -> np.ndarray:
     """ARG-7 for a float32 graph: a finite float32 array (B, C, H, W), B >= 1, C == in_channels,
-    H and W positive multiples of patch_size (and equal to ``size`` when given). Returns it."""
+    H and W positive multiples of patch_size (and equal to ``size`` when given), values
+    within LIM-4's bound. Returns it."""
     where = f"(H, W) = {size} (the size this graph was exported for)" if size else (
         f"H, W positive multiples of patch_size {patch_size}")
     allowed = f"a finite float32 array of shape (B, {in_channels}, H, W) with B >= 1 and {where}"
@@ -36,8 +48,8 @@ def check_images(images: Any, in_channels: int, patch_size: int,
           and all(s >= 1 and s % patch_size == 0 for s in shape[2:]))
     if not ok or (size is not None and tuple(shape[2:]) != tuple(size)):
         raise ValueError(f"images must be {allowed}, got shape {shape}")
-    if not np.isfinite(images).all():
-        raise ValueError(f"images must be {allowed}, got non-finite values (NaN or inf)")
+    finite = bool(np.isfinite(images).all())
+    check_values("images", allowed, finite, float(np.abs(images).max()) if finite else 0.0)
     return images
 
 
@@ -54,19 +66,18 @@ class OnnxGraph:
         import onnxruntime as ort
 
         if isinstance(path_or_proto, (str, Path)):
-            proto = onnx.load(str(path_or_proto), load_external_data=False)
             source: Any = str(path_or_proto)
+            try:
+                proto = onnx.load(source, load_external_data=False)
+            except OSError:
+                raise
+            except Exception as err:  # protobuf DecodeError, onnx's own errors
+                raise GraphError([f"not a readable ONNX model ({type(err).__name__}: "
+                                  f"{str(err)[:300]})"], source) from None
         else:
             proto, source = path_or_proto, path_or_proto.SerializeToString()
-        meta = {p.key: p.value for p in proto.metadata_props}
-        if METADATA_GRAPH not in meta:
-            raise ValueError(f"{path_or_proto!r} is not an AdaPerceiver export: its metadata "
-                             f"lacks {METADATA_GRAPH!r}")
-        self.config = json.loads(meta[METADATA_CONFIG])
-        g = json.loads(meta[METADATA_GRAPH])
-        self.graph = GraphConfig(**{**g, "granularities": tuple(g["granularities"]),
-                                    "token_grans": tuple(g["token_grans"]),
-                                    "image_size": tuple(g["image_size"])})
+        where = path_or_proto if isinstance(path_or_proto, (str, Path)) else "(ModelProto)"
+        self.config, self.graph = _recorded(proto, where)
         options = ort.SessionOptions()
         options.log_severity_level = 3  # no warnings about CastLike nodes it cannot fold
         options.graph_optimization_level = {
@@ -77,7 +88,12 @@ class OnnxGraph:
         if threads is not None:
             options.intra_op_num_threads = threads
             options.inter_op_num_threads = 1
-        self.session = ort.InferenceSession(source, options, providers=["CPUExecutionProvider"])
+        try:
+            self.session = ort.InferenceSession(source, options,
+                                                providers=["CPUExecutionProvider"])
+        except Exception as err:  # onnxruntime's Fail, InvalidGraph, InvalidProtobuf, ...
+            raise GraphError([f"ONNX Runtime cannot load it ({type(err).__name__}: "
+                              f"{str(err)[:300]})"], where) from None
         self.output_names = [o.name for o in self.session.get_outputs()]
 
     def run(self, images: Any) -> dict[str, np.ndarray]:
@@ -85,5 +101,29 @@ class OnnxGraph:
         of the graph's (C, H, W); any batch size."""
         c = self.config
         check_images(images, c["in_channels"], c["patch_size"], self.graph.image_size)
-        values = self.session.run(None, {"images": np.ascontiguousarray(images)})
+        try:
+            values = self.session.run(None, {"images": np.ascontiguousarray(images)})
+        except Exception as err:  # onnxruntime's own exception types
+            raise RuntimeError(f"ONNX Runtime failed to run the graph ({type(err).__name__}: "
+                               f"{str(err)[:300]})") from None
         return dict(zip(self.output_names, values, strict=True))
+
+
+def _recorded(proto: Any, where: object) -> tuple[dict[str, Any], GraphConfig]:
+    """The checkpoint config and the GraphConfig the exporter recorded in the metadata."""
+    meta = {p.key: p.value for p in proto.metadata_props}
+    if METADATA_GRAPH not in meta or METADATA_CONFIG not in meta:
+        raise GraphError([f"not an AdaPerceiver export: its metadata lacks {METADATA_GRAPH!r} "
+                          f"or {METADATA_CONFIG!r}"], where)
+    try:
+        config = json.loads(meta[METADATA_CONFIG])
+        g = json.loads(meta[METADATA_GRAPH])
+        graph = GraphConfig(**{**g, "granularities": tuple(g["granularities"]),
+                               "token_grans": tuple(g["token_grans"]),
+                               "image_size": tuple(g["image_size"])})
+        if not isinstance(config, dict) or not {"in_channels", "patch_size"} <= set(config):
+            raise ValueError("the config is not an object with in_channels and patch_size")
+    except (ValueError, TypeError, KeyError) as err:
+        raise GraphError([f"its AdaPerceiver metadata is malformed ({type(err).__name__}: "
+                          f"{str(err)[:300]})"], where) from None
+    return config, graph

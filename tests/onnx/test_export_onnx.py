@@ -15,6 +15,7 @@ import numpy as np
 import pytest
 
 import reference_numpy as ref
+from adaperceiver.cli.export import register
 from adaperceiver.onnx.export import (
     EXPORTER_LOGGERS,
     METADATA_CONFIG,
@@ -22,7 +23,6 @@ from adaperceiver.onnx.export import (
     export_onnx,
     graph_config,
     load_model,
-    register,
     swap_weights,
 )
 from adaperceiver.onnx.session import OnnxGraph
@@ -221,3 +221,52 @@ def test_export_command_prints_one_line(tmp_path, capfd, caplog):
     chatter = [r.getMessage() for r in caplog.records
                if r.name.startswith(EXPORTER_LOGGERS) and r.levelno >= logging.WARNING]
     assert not chatter, chatter[:3]
+
+
+def test_lim4_magnitudes_are_refused_as_torch_refuses_them(odd_graph):
+    """LIM-4: images of magnitude 1e30 (finite float32) are refused by the ONNX session with
+    the torch model's own words (``arguments.check_values``), naming ``images``."""
+    import torch
+
+    from adaperceiver import ClassificationAdaPerceiver
+
+    images = make_images((1, 3, 8, 12), 0)
+    images[0, 0, 0, 0] = 1e30
+    with pytest.raises(ValueError, match="images must be") as onnx_error:
+        OnnxGraph(odd_graph.proto).run(images)
+    model = ClassificationAdaPerceiver.from_pretrained(checkpoint("cls-flex-block"))
+    with pytest.raises(ValueError, match="x must be") as torch_error:
+        model(torch.from_numpy(images))
+    assert str(onnx_error.value).split(", got ")[1] == str(torch_error.value).split(", got ")[1]
+    assert "1e+30" in str(onnx_error.value)
+
+
+def test_unusable_files_are_graph_errors_not_protobuf_or_ort_types(tmp_path, odd_graph):
+    """A file that is not ONNX, an ONNX model without the exporter's metadata, malformed
+    metadata, and a graph ONNX Runtime cannot load: each a GraphError (a ValueError) naming
+    the file, never a protobuf, onnx or onnxruntime exception type."""
+    from onnx import helper
+
+    from adaperceiver.onnx.session import GraphError
+
+    (tmp_path / "text.onnx").write_bytes(b"\xff\xfenot a protobuf at all" * 10)
+    bare = helper.make_model(helper.make_graph([], "g", [], []))
+    (tmp_path / "bare.onnx").write_bytes(bare.SerializeToString())
+    malformed = onnx.ModelProto()
+    malformed.CopyFrom(odd_graph.proto)
+    for prop in malformed.metadata_props:
+        if prop.key == METADATA_GRAPH:
+            prop.value = "{not json"
+    (tmp_path / "malformed.onnx").write_bytes(malformed.SerializeToString())
+    broken = onnx.ModelProto()
+    broken.CopyFrom(odd_graph.proto)
+    broken.graph.node[0].op_type = "NoSuchOperator"
+    (tmp_path / "broken.onnx").write_bytes(broken.SerializeToString())
+    for name, phrase in (("text", "not a readable ONNX model"),
+                         ("bare", "not an AdaPerceiver export"),
+                         ("malformed", "metadata is malformed"),
+                         ("broken", "ONNX Runtime cannot load it")):
+        with pytest.raises(GraphError, match=phrase) as info:
+            OnnxGraph(tmp_path / f"{name}.onnx")
+        assert f"{tmp_path / name}.onnx" in str(info.value)
+        assert isinstance(info.value, ValueError)

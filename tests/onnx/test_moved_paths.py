@@ -13,7 +13,7 @@ from adaperceiver.onnx import export, session
 
 
 @pytest.mark.parametrize(("old", "names"), [
-    ("adaperceiver.export_onnx", ("export_onnx", "swap_weights", "GraphConfig", "register")),
+    ("adaperceiver.export_onnx", ("export_onnx", "swap_weights", "GraphConfig")),
     ("adaperceiver.onnx_session", ("OnnxGraph", "check_images")),
 ])
 def test_old_import_paths_warn_and_give_the_moved_objects(old, names):

@@ -44,9 +44,9 @@ def _digit_png(path: Path, counts: np.ndarray, *, mode: str = "L", scale: int = 
     ink = np.kron(counts.astype(np.float64) / 16, np.ones((scale, scale)))
     grey = np.pad(255 - 255 * ink, scale, constant_values=255).astype(np.uint8)
     image = Image.fromarray(grey, "L")
-    if mode == "RGBA":  # ink only, transparent background
-        rgba = np.zeros((*grey.shape, 4), dtype=np.uint8)
-        rgba[..., 3] = 255 - grey
+    if mode == "RGBA":  # ink in the colour channels, a half-transparent background (PRE-6
+        rgba = np.repeat(grey[:, :, None], 4, axis=2)  # drops alpha, as the published decode)
+        rgba[..., 3] = np.where(grey > 128, 128, 255)
         image = Image.fromarray(rgba, "RGBA")
     elif mode != "L":
         image = image.convert(mode)
@@ -207,9 +207,9 @@ ERROR_CASES = [
     (["classify", "{d}/ok.npy", "--exit-policy", "per_sample"], 1, "--exit-policy needs"),
     (["classify", "{d}/ok.npy", "--num-tokens", str(10**30)], 2, "--num-tokens"),
     (["classify", "{d}/ok.npy", "--num-tokens", "0"], 2, "--num-tokens"),
-    (["classify", "{d}/ok.npy", "--num-tokens", "70000"], 1, "--num-tokens must be at most"),
-    (["classify", "{d}/ok.npy", "--mat-dim", "999"], 1, "mat_dim must"),
-    (["classify", "{d}/ok.npy", "--depth", "9"], 1, "depth must"),
+    (["classify", "{d}/ok.npy", "--num-tokens", "70000"], 2, "--num-tokens"),
+    (["classify", "{d}/ok.npy", "--mat-dim", "999"], 1, "--mat-dim must be in 1..64"),
+    (["classify", "{d}/ok.npy", "--depth", "9"], 1, "--depth must be in 1..4"),
     (["classify", "{d}/ok.npy", "--depth-tau", "1.5"], 2, "--depth-tau"),
     (["classify", "{d}/ok.npy", "--depth", "2", "--depth-tau", "0.5"], 2, "not allowed with"),
     (["classify", "{d}/ok.npy", "--checkpoint", "{d}/no-such-dir"], 1, "no-such-dir"),
