@@ -17,7 +17,6 @@ horizontally scrolling frame, text is at least about 11 px.
 
 from __future__ import annotations
 
-import importlib.util
 import io
 from dataclasses import dataclass
 
@@ -33,7 +32,7 @@ from matplotlib.text import Text  # noqa: E402
 import reference_numpy as ref  # noqa: E402
 from reference_numpy import masks, rope  # noqa: E402
 
-from . import ROOT  # noqa: E402
+from . import ROOT  # noqa: E402, F401  (importing the package puts this checkout on sys.path)
 
 # The tutorial's model: the oracle's tiny config (D=16, H=2, K=3 blocks, L=16 latents,
 # 16x16 RGB images in 4x4 patches, 10 classes), random weights of seed 0.
@@ -49,7 +48,6 @@ plt.rcParams.update({"font.size": 12, "axes.titlesize": 12, "axes.labelsize": 12
                      "xtick.labelsize": 11, "ytick.labelsize": 11, "legend.fontsize": 11,
                      "figure.titlesize": 12, "svg.hashsalt": "adaperceiver",
                      "svg.fonttype": "path"})
-DIGITS_MODULE = ROOT / "adaperceiver" / "digits.py"
 
 
 class FigureError(RuntimeError):
@@ -254,25 +252,20 @@ def early_exit(config, weights, images, tau: float, facts: dict) -> bytes:
     return _svg(fig, "early-exit")
 
 
-def _digits_module():
-    """``adaperceiver/digits.py`` loaded from its file: it needs no torch, but importing
-    it as ``adaperceiver.digits`` would run the package's ``__init__``, which imports torch."""
-    if not DIGITS_MODULE.is_file():
-        raise FigureError(f"tradeoff figure: {DIGITS_MODULE} is missing")
-    spec = importlib.util.spec_from_file_location("_site_digits", DIGITS_MODULE)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+TRADEOFF_CANVASES = 718  # the first 718 test canvases: each of the 359 test digits twice
 
 
 def bundled_tradeoff() -> bytes:
-    """Test accuracy against compute of the bundled trained model over (depth, tokens),
-    from one oracle anytime pass (ANY-1) on the bundled test images."""
-    digits = _digits_module()
-    if not digits.BUNDLED_MODEL.is_dir():
-        raise FigureError(f"tradeoff figure: no bundled model at {digits.BUNDLED_MODEL}")
-    config, weights = ref.load_checkpoint(str(digits.BUNDLED_MODEL))
-    images, labels = digits.load_digits("test")
+    """Test accuracy against compute of the bundled cluttered-digits model over (depth,
+    tokens), from one oracle anytime pass (ANY-1) on the first test canvases. Imports
+    ``adaperceiver.cluttered`` and ``adaperceiver.digits``, which need no torch."""
+    from adaperceiver import cluttered
+    from adaperceiver.digits import CLUTTERED_MODEL
+
+    if not CLUTTERED_MODEL.is_dir():
+        raise FigureError(f"tradeoff figure: no bundled model at {CLUTTERED_MODEL}")
+    config, weights = ref.load_checkpoint(str(CLUTTERED_MODEL))
+    images, labels = (a[:TRADEOFF_CANVASES] for a in cluttered.test_set())
     grid = ref.anytime(weights, config, images.astype(np.float64))
     grans, K = list(grid.granularities), config["depth"]
     accuracy = (grid.logits.argmax(-1) == labels[:, None, None]).mean(axis=0)  # (K, G)
@@ -284,8 +277,8 @@ def bundled_tradeoff() -> bytes:
     ax.set_xscale("log")
     ax.set_xlabel("compute: depth x latents (latent-blocks per image)")
     ax.set_ylabel("test accuracy (%)")
-    ax.set_title(f"bundled model, {len(labels)} test images;\none line per N, "
-                 f"points = depth 1..{K}")
+    ax.set_title(f"bundled cluttered-digits model, {len(labels)} test canvases;\none line "
+                 f"per N, points = depth 1..{K}")
     ax.legend(loc="lower right")
     ax.grid(alpha=0.3)
     return _svg(fig, "tradeoff")
