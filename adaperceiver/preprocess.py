@@ -91,6 +91,21 @@ def digit_canvas(image: Tensor, canvas: int, scale: int) -> Tensor:
     return out
 
 
+def describe(spec: Mapping[str, Any], img_size: int) -> str:
+    """What an image file becomes under ``spec``, in one sentence for users."""
+    kind = spec.get("kind")
+    if kind == "imagenet":
+        return (f"any RGB photo: shorter side resized to {round(img_size * 256 / 224)}, centre "
+                f"crop {img_size} x {img_size}, CLIP normalisation (PRE-1..3)")
+    digit = ("one handwritten digit per image, any size, dark on light or light on dark (the "
+             "border decides), cropped to its ink and reduced to 8 x 8 (PRE-5)")
+    if kind == "digit-canvas":
+        side = DIGIT_SIZE * int(spec["scale"])
+        return (f"{digit}, then upscaled to {side} x {side} and centred on a {img_size} x "
+                f"{img_size} canvas without clutter (PRE-7)")
+    return digit
+
+
 def preprocess(image: Tensor, spec: Mapping[str, Any], img_size: int) -> Tensor:
     """Apply the checkpoint's preprocessing ``spec``: {"kind": "imagenet"}, {"kind": "digits"}
     or {"kind": "digit-canvas", "scale": s} (the canvas is img_size)."""

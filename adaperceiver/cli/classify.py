@@ -42,6 +42,7 @@ def run(args: argparse.Namespace) -> int:
 
     from ..arguments import parse_call
     from ..flops import flops
+    from ..preprocess import describe
     from . import checkpoint
     from .inputs import Inputs
 
@@ -73,6 +74,8 @@ def run(args: argparse.Namespace) -> int:
               "run faster)", file=sys.stderr)
     width = max(len("image"), *(len(n) for n in inputs.names))
     top_k = min(TOP, config["num_classes"])
+    if inputs.has_files:
+        print(f"image files: {describe(loaded.preprocessing, config['img_size'])}")
     print(f"{'image':<{width}}  {'depth':>5}  {'GFLOPs':>9}  top-{top_k} (probability)")
     costs: dict[int, float] = {}  # GFLOPs by exit depth
     starts = range(0, len(inputs), batch)
@@ -155,7 +158,7 @@ def register(subparsers: Any) -> None:
                    help="image files (preprocessed as the checkpoint says) or .npy float "
                    "arrays (B, C, H, W) already preprocessed")
     p.add_argument("--checkpoint", help="checkpoint directory or hub id (default: the bundled "
-                   "digits model)")
+                   "cluttered-digits model)")
     p.add_argument("--num-tokens", type=num_tokens,
                    help="latent tokens N, 1..65536 (default: the checkpoint's maximum)")
     p.add_argument("--mat-dim", type=integer,

@@ -138,6 +138,7 @@ class Inputs:
                            "arrays of one shape (image files are all preprocessed to the "
                            "same size)")
         self.shape: tuple[int, ...] = shapes.pop()
+        self.has_files = any(array is None for _, array, _ in self._items)  # not only .npy
 
     def __len__(self) -> int:
         return len(self.names)
