@@ -11,7 +11,14 @@ import torch
 
 from . import checkpoint
 from .common import CliError
-from .sweep import BUNDLED_DATA, load_data, report
+from .dataset import load_data
+from .device import place
+from .distributed import World
+from .evaluation import make_grid
+from .streaming import Settings
+from .sweep import evaluate, measure, report
+
+BATCH = 64
 
 
 def run(args: argparse.Namespace) -> int:
@@ -20,15 +27,21 @@ def run(args: argparse.Namespace) -> int:
     if not png.parent.is_dir():
         raise CliError(f"--out {png}: the directory {png.parent} does not exist")
     loaded = checkpoint.load(None)
-    x, y = load_data(BUNDLED_DATA, loaded)
+    data = load_data("digits", loaded)
     accuracy = loaded.metadata.get("test_accuracy", {}).get("min_over_grid")
-    print(f"bundled model {loaded.source}: {sum(p.numel() for p in loaded.model.parameters()):,} "
-          f"parameters, trained on the UCI digits train split"
-          + (f" (lowest test accuracy over the grid at training: {100 * accuracy:.2f}%)"
-             if accuracy is not None else ""))
-    print(f"evaluating {len(x)} held-out test digits at every budget")
-    report(loaded, x, y, png, "AdaPerceiver on UCI digits (test split): one model, "
-           "many budgets", batch_size=64)
+    header = [f"bundled model {loaded.source}: "
+              f"{sum(p.numel() for p in loaded.model.parameters()):,} parameters, trained on the "
+              "UCI digits train split" + (f" (lowest test accuracy over the grid at training: "
+                                          f"{100 * accuracy:.2f}%)" if accuracy is not None
+                                          else ""),
+              f"evaluated on {len(data)} held-out test digits at every budget"]
+    placement, world = place("cpu", "fp32", World()), World()
+    c = loaded.model.config
+    evaluation, _ = evaluate(loaded, data, make_grid(c, c["img_size"]), placement, world,
+                             Settings(batch_size=BATCH, progress=False))
+    timed_on = measure(loaded, data, evaluation, placement, BATCH, 1, progress=False)
+    report(evaluation, png, "AdaPerceiver on UCI digits (test split): one model, many budgets",
+           header=header, timed_on=timed_on)
     return 0
 
 
