@@ -153,8 +153,11 @@ def sha256_file(path: Path) -> str:
 def software() -> dict[str, str]:
     import PIL
 
-    return {"adaperceiver": importlib.metadata.version("adaperceiver-reference"),
-            "python": platform.python_version(),
+    try:
+        version = importlib.metadata.version("adaperceiver-reference")
+    except importlib.metadata.PackageNotFoundError:
+        version = "not installed (run from a checkout)"
+    return {"adaperceiver": version, "python": platform.python_version(),
             "torch": torch.__version__, "numpy": np.__version__, "pillow": PIL.__version__,
             "cuda": str(torch.version.cuda), "platform": platform.platform()}
 

@@ -272,3 +272,21 @@ def test_cuda_bf16_sweep_records_what_ran(setup, tmp_path):
                  "--out", str(out), "--device", "cuda", "--precision", "bf16"]) == 0
     meta = json.loads((out / "results.json").read_text())["meta"]
     assert meta["device"].startswith("cuda") and meta["precision"].startswith("bfloat16")
+
+
+def test_time_measures_every_row_on_the_given_batches(setup, single):
+    """--time 2: ms/img for every row, measured on the first 2 batches (6 images), recorded;
+    the accuracies are those of the run without timing."""
+    assert _sweep(setup, "timed", "--time", "2") == 0
+    timed = _results(setup, "timed")
+    assert timed["meta"]["timing"].startswith("6 images in 2 batches of 3")
+    assert all(r["ms_per_image"] > 0 for r in timed["rows"])
+    assert [r["accuracy"] for r in timed["rows"]] == [r["accuracy"] for r in single["rows"]]
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="checks the message without CUDA")
+def test_cuda_without_a_gpu_is_one_line(tmp_path, capsys):
+    assert main(["sweep", "--out", str(tmp_path / "o"), "--device", "cuda"]) == 1
+    err = capsys.readouterr().err
+    assert "--device cuda: no CUDA device is available" in err
+    assert len(err.strip().splitlines()) == 1
