@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import argparse
 import csv
-import hashlib
 import importlib.metadata
 import json
 import platform
@@ -24,10 +23,11 @@ from typing import Any
 
 import numpy as np
 import torch
+from huggingface_hub.utils.sha import sha_fileobj
 
 from ..hub import resolve_files
 from . import checkpoint, distributed, logits_file, partial
-from .common import CliError, positive_float, positive_int
+from .common import CliError, non_negative_int, positive_float, positive_int
 from .dataset import BUNDLED, LABEL_MODES, Data, load_data
 from .device import DEVICES, PRECISIONS, Placement, place
 from .distributed import World
@@ -143,11 +143,9 @@ def print_choice(evaluation: Evaluation, budget: float) -> None:
 
 
 def sha256_file(path: Path) -> str:
-    digest = hashlib.sha256()
+    """The file's sha256, read in chunks (huggingface_hub's, as the hub hashes files)."""
     with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
+        return sha_fileobj(f).hex()
 
 
 def software() -> dict[str, str]:
@@ -191,6 +189,8 @@ def run(args: argparse.Namespace) -> int:
     if args.budget is not None and args.budget < cheapest:
         raise CliError(f"--budget {args.budget:g} GFLOPs is below the cheapest configuration "
                        f"({cheapest:.6g} GFLOPs per image)")
+    if args.plot_floor is not None and not 0 <= args.plot_floor < 100:
+        raise CliError(f"--plot-floor must be a percentage in [0, 100), got {args.plot_floor:g}")
     out = Path(args.out)
     _prepare_out(out, args)
     if world.is_main and args.force:
@@ -289,7 +289,7 @@ def register(subparsers: Any) -> None:
                    "state is in --out (same arguments and number of processes)")
     p.add_argument("--batch-size", type=positive_int, default=64, help="images per forward; "
                    "batch_mean early exit decides per batch (default: %(default)s)")
-    p.add_argument("--workers", type=int, default=2, choices=range(0, 65), metavar="0..64",
+    p.add_argument("--workers", type=non_negative_int, default=2, metavar="K",
                    help="DataLoader worker processes decoding images, per process (default: "
                    "%(default)s; 0 decodes in the main process)")
     p.add_argument("--device", choices=DEVICES, default="auto", help="cpu, cuda or auto (CUDA "
