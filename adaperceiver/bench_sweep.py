@@ -4,9 +4,10 @@
 1. Memory: generates JPEGs at an ImageNet-like size (500 x 375, smooth random content,
    quality 90, in 10 synset folders; kept in ``--dir`` between runs), then runs
    ``adaperceiver sweep`` as a subprocess on folders of each ``--counts`` images with a
-   small random 1000-class model at 224 px (``SMALL``) and reports the peak resident memory:
-   the largest sum over the process tree (main process + DataLoader workers, sampled from
-   /proc every 50 ms) and the largest single process (``getrusage``), with the wall time.
+   small random 1000-class model at 224 px (``SMALL``) and reports the peak resident memory
+   (sampled from /proc every 50 ms) of the process tree (main process + DataLoader
+   workers) and of its largest process, over the run and per quarter of it (flat quarters:
+   memory does not grow as images go by), with the wall time.
 2. Throughput: a mid-size random model (``MID``): the sweep's streaming pass
    (``streaming.run_shard``, 2 DataLoader workers) over ``--throughput-images`` images,
    against the same evaluation work (``evaluation.batch_counts``: one anytime pass per
@@ -114,21 +115,25 @@ def _tree_rss(pid: int) -> tuple[int, int]:
     return sum(sizes), max(sizes, default=0)
 
 
-def run_measured(argv: list[str]) -> tuple[float, int, int]:
-    """(seconds, peak RSS bytes of the process tree, of its largest process) of a command,
-    sampled every 50 ms."""
+def run_measured(argv: list[str], parts: int = 4) -> tuple[float, list[tuple[int, int]]]:
+    """(seconds, per ``parts`` consecutive stretches of the run's time: the peak RSS bytes of
+    the process tree and of its largest process) of a command, sampled every 50 ms."""
     start = time.perf_counter()
     process = subprocess.Popen(argv, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
                                text=True)
-    tree = single = 0
+    samples = []
     while process.poll() is None:
-        total, largest = _tree_rss(process.pid)
-        tree, single = max(tree, total), max(single, largest)
+        samples.append((time.perf_counter() - start, *_tree_rss(process.pid)))
         time.sleep(0.05)
     seconds = time.perf_counter() - start
     if process.returncode != 0:
         raise SystemExit(f"failed: {' '.join(argv)}\n{process.stderr.read()[-2000:]}")
-    return seconds, tree, single
+    peaks = []
+    for k in range(parts):
+        part = [(tree, one) for t, tree, one in samples
+                if k * seconds / parts <= t < (k + 1) * seconds / parts] or [(0, 0)]
+        peaks.append((max(tree for tree, _ in part), max(one for _, one in part)))
+    return seconds, peaks
 
 
 def sweep_argv(ck: Path, data: Path, out: Path, workers: int, batch: int,
@@ -138,10 +143,11 @@ def sweep_argv(ck: Path, data: Path, out: Path, workers: int, batch: int,
             "--batch-size", str(batch), "--threads", str(threads), "--device", "cpu"]
 
 
-def throughput(ck: Path, data: Path, images: int, batch: int, threads: int,
-               workers: int) -> tuple[float, float]:
-    """Seconds of (the sweep's streaming pass with ``workers`` DataLoader workers, the same
-    per-batch work on one batch decoded beforehand and repeated) over ``images`` images."""
+def throughput(ck: Path, data: Path, images: int, batch: int, threads: int, workers: int,
+               rounds: int) -> list[tuple[float, float]]:
+    """Per round, seconds of (the sweep's streaming pass with ``workers`` DataLoader workers,
+    the same per-batch work on one batch decoded beforehand, repeated) over ``images`` //
+    ``rounds`` images; the rounds interleave the two, so a change of load hits both."""
     torch.set_num_threads(threads)
     loaded = checkpoint.load(str(ck))
     source = image_folder(data, loaded)
@@ -151,17 +157,21 @@ def throughput(ck: Path, data: Path, images: int, batch: int, threads: int,
     settings = Settings(batch_size=batch, workers=workers, progress=False)
     x = torch.stack([source.dataset[i][0] for i in range(batch)])
     y = torch.tensor([source.dataset[i][1] for i in range(batch)])
+    per_round = images // rounds // batch * batch
+    times = []
     with torch.inference_mode():
         batch_counts(loaded.model, x, y, grid)  # warm-up
-        start = time.perf_counter()
-        run_shard(loaded.model, source, grid, range(images), placement, settings, done=0,
-                  counts=Counts.zeros(grid), checkpoint=lambda *_: None)
-        streamed = time.perf_counter() - start
-        start = time.perf_counter()
-        for _ in range(images // batch):
-            batch_counts(loaded.model, x, y, grid)
-        alone = (time.perf_counter() - start) * images / (images // batch * batch)
-    return streamed, alone
+        for k in range(rounds):
+            start = time.perf_counter()
+            run_shard(loaded.model, source, grid, range(k * per_round, (k + 1) * per_round),
+                      placement, settings, done=0, counts=Counts.zeros(grid),
+                      checkpoint=lambda *_: None)
+            streamed = time.perf_counter() - start
+            start = time.perf_counter()
+            for _ in range(per_round // batch):
+                batch_counts(loaded.model, x, y, grid)
+            times.append((streamed, time.perf_counter() - start))
+    return times
 
 
 def published_seconds_per_image(batch: int, threads: int) -> tuple[float, float]:
@@ -189,6 +199,7 @@ def main() -> None:
                                                       "adaperceiver-bench-sweep"))
     parser.add_argument("--counts", default="1000,20000")
     parser.add_argument("--throughput-images", type=int, default=256)
+    parser.add_argument("--rounds", type=int, default=4)
     parser.add_argument("--batch-size", type=int, default=32)
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--skip", default="", help="comma-separated parts to skip: "
@@ -207,20 +218,25 @@ def main() -> None:
         small = save_model(root / "small-model", SMALL)
         for count in counts:
             data = subset(root / "all", root / f"set-{count}", count)
-            seconds, tree, single = run_measured(sweep_argv(
+            seconds, peaks = run_measured(sweep_argv(
                 small, data, root / f"out-{count}", 2, args.batch_size, args.threads))
-            print(f"memory: {count:>6} images, 2 workers: peak RSS of the process tree "
-                  f"{tree / 2**20:.0f} MiB, largest process {single / 2**20:.0f} MiB, "
-                  f"{seconds:.0f} s ({count / seconds:.0f} img/s)", flush=True)
+            mib = [f"{tree / 2**20:.0f}/{one / 2**20:.0f}" for tree, one in peaks]
+            print(f"memory: {count:>6} images, 2 workers, {seconds:.0f} s ({count / seconds:.0f} "
+                  f"img/s): peak RSS of the process tree / of its largest process "
+                  f"{max(t for t, _ in peaks) / 2**20:.0f} / {max(o for _, o in peaks) / 2**20:.0f}"
+                  f" MiB; per quarter of the run {', '.join(mib)} MiB", flush=True)
     if "throughput" not in skip:
         mid = save_model(root / "mid-model", MID)
         n = args.throughput_images
         data = subset(root / "all", root / f"set-{n}", n)
-        streamed, alone = throughput(mid, data, n, args.batch_size, args.threads, 2)
-        print(f"throughput ({args.threads} torch thread(s)): streamed with 2 workers "
-              f"{n / streamed:.2f} img/s ({streamed:.1f} s), the same work on a decoded batch "
-              f"{n / alone:.2f} img/s ({alone:.1f} s): streamed / alone time "
-              f"{streamed / alone:.2f}", flush=True)
+        times = throughput(mid, data, n, args.batch_size, args.threads, 2, args.rounds)
+        streamed, alone = (sum(t[i] for t in times) for i in (0, 1))
+        ratios = sorted(s / a for s, a in times)
+        print(f"throughput ({args.threads} torch thread(s), {n} images in {len(times)} "
+              f"interleaved rounds): streamed with 2 workers {n / streamed:.2f} img/s, the same "
+              f"work on a decoded batch {n / alone:.2f} img/s; streamed / alone time "
+              f"{streamed / alone:.2f} overall, per round {', '.join(f'{r:.2f}' for r in ratios)}"
+              " (sorted)", flush=True)
     if "published" not in skip:
         per_image, gflops = published_seconds_per_image(8, os.cpu_count() or 1)
         print(f"published size: {per_image:.2f} s per image for the sweep's 3 anytime passes "

@@ -290,3 +290,14 @@ def test_cuda_without_a_gpu_is_one_line(tmp_path, capsys):
     err = capsys.readouterr().err
     assert "--device cuda: no CUDA device is available" in err
     assert len(err.strip().splitlines()) == 1
+
+
+def test_bf16_autocast_on_cpu_is_recorded(setup, single):
+    """--precision bf16 on the CPU: results say bfloat16 autocast ran; top-1 of the full
+    configuration within 2 of the 13 images of float32 (bfloat16 flips few argmaxes)."""
+    assert _sweep(setup, "bf16", "--precision", "bf16", "--device", "cpu") == 0
+    bf16 = _results(setup, "bf16")
+    assert bf16["meta"]["precision"] == "bfloat16 autocast (weights float32)"
+    full = {r["name"]: r for r in single["rows"]}["N=16 depth=3 width=16"]
+    low = {r["name"]: r for r in bf16["rows"]}["N=16 depth=3 width=16"]
+    assert abs(round(13 * full["accuracy"]) - round(13 * low["accuracy"])) <= 2
