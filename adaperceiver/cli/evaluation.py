@@ -164,7 +164,8 @@ def batch_counts(model: ClassificationAdaPerceiver, x: Tensor, y: Tensor,
         counts.grid_top1[wi] = top1.sum(0).cpu()
         counts.grid_top5[wi] = top5.sum(0).cpu()
         counts.grid_nll[wi] = _nll(logits, yk.expand(logits.shape[:-1])).sum(0).cpu()
-    by_depth = logits[:, :, -1]  # (b, K, C): the last width's, all N latents
+        if m == grid.widths[-1]:
+            by_depth = logits[:, :, -1]  # (b, K, C): the exit width, all N latents
     for ti, tau in enumerate(grid.taus):
         for pi, policy in enumerate(EXIT_POLICIES):
             depths, chosen = early_exit(by_depth, tau, policy)  # this batch is one batch

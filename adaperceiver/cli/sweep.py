@@ -95,11 +95,11 @@ def report(evaluation: Evaluation, png: Path, title: str, *, header: Sequence[st
         print(line)
     print(table(rows))
     n = rows[0].num_images
-    print(f"* = on the accuracy/compute Pareto front; ! = outside the trained budgets. Accuracy "
-          f"on {n:,} images with its 95 % Wilson interval. GFLOPs are analytic per image; exit "
-          "rows run at full N and width and include the confidence check (write + head) "
-          "after every block up to the exit"
+    print(f"* = on the accuracy/compute Pareto front; ! = outside the trained budgets; accuracy "
+          f"on {n:,} images with its 95 % Wilson interval"
           + (f"; ms/img measured on {timed_on} (noisy)" if timed_on else ""))
+    print("GFLOPs are analytic per image; exit rows run at full N and width, and their GFLOPs "
+          "include the confidence check (write + head) after every block up to the exit")
     print(finding(rows))
     chance = 100 / evaluation.grid.num_classes
     plot(rows, png, title, floor=chance if floor is None else floor)
