@@ -119,15 +119,16 @@ def run_measured(argv: list[str], parts: int = 4) -> tuple[float, list[tuple[int
     """(seconds, per ``parts`` consecutive stretches of the run's time: the peak RSS bytes of
     the process tree and of its largest process) of a command, sampled every 50 ms."""
     start = time.perf_counter()
-    process = subprocess.Popen(argv, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
-                               text=True)
+    log = tempfile.TemporaryFile("w+")  # the progress bar's output (a pipe would fill up)
+    process = subprocess.Popen(argv, stdout=subprocess.DEVNULL, stderr=log, text=True)
     samples = []
     while process.poll() is None:
         samples.append((time.perf_counter() - start, *_tree_rss(process.pid)))
         time.sleep(0.05)
     seconds = time.perf_counter() - start
     if process.returncode != 0:
-        raise SystemExit(f"failed: {' '.join(argv)}\n{process.stderr.read()[-2000:]}")
+        log.seek(0)
+        raise SystemExit(f"failed: {' '.join(argv)}\n{log.read()[-2000:]}")
     peaks = []
     for k in range(parts):
         part = [(tree, one) for t, tree, one in samples

