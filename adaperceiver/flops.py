@@ -43,6 +43,22 @@ def flops(config: Mapping[str, Any], *, num_tokens: int | None = None,
     return float(2 * _single_run_macs(c, M, N, h, blocks, grans))
 
 
+def exit_flops(config: Mapping[str, Any], exit_depth: int, *, num_tokens: int | None = None,
+               mat_dim: int | None = None, image_size: int | tuple[int, int] | None = None,
+               token_grans: Sequence[int] | None = None) -> float:
+    """FLOPs per image of a confidence-exit run that stops after block e = ``exit_depth``
+    (EXIT-1): the trunk through e blocks plus the write and head evaluated after each of the
+    e blocks to decide whether to stop, e x (write + head), i.e.
+    ``flops(depth=e) + (e - 1) x (write + head)``. (The logits of the exit depth are those
+    of its check: EXIT-4 needs only their values, so no recomputation is counted.)"""
+    c = _config(config)
+    N = check_num_tokens(num_tokens, c)
+    e = check_depth(exit_depth, c)
+    check = _cross_attention_macs(c["embed_dim"], 1, N) + _head_macs(c)  # write and head
+    return flops(c, num_tokens=N, mat_dim=mat_dim, depth=e, image_size=image_size,
+                 token_grans=token_grans) + float(2 * (e - 1) * check)
+
+
 def _single_run_macs(c: Mapping[str, Any], M: int, N: int, h: int, blocks: int,
                      grans: Sequence[int]) -> int:
     """Multiply-accumulates of one forward pass (trunk, write, head; distill features)."""

@@ -1,138 +1,258 @@
-"""Accuracy against compute over a model's whole budget grid, on labelled data.
+"""Accuracy against compute over a model's budget grid, accumulated batch by batch.
 
-Accuracy and NLL of every (tokens N, depth, width) configuration come from one anytime
-pass per width (``model.anytime``, ANY-1); confidence early exit at each threshold and
-policy is derived from the same grid (``anytime.early_exit``, ANY-6). GFLOPs per image are
-analytic (``adaperceiver.flops``; for early exit the mean over images of the exit depth's
-cost, not counting the confidence checks). Milliseconds per image are measured: one
-forward at that budget on a timing batch, the fastest of ``repeats`` runs.
+For each batch and each FFN width m, one anytime pass (``model.anytime``, ANY-1) gives the
+logits of every (tokens N, depth) configuration; only per-configuration sums are kept
+(``Counts``: top-1 and top-5 hits, summed NLL of the true class), never the logits of the
+whole set. Confidence early exit (``anytime.early_exit``, EXIT-1..4, ANY-6) at each
+threshold and policy is derived from the same batch's full-width logits of all N latents
+after each depth; it runs at the full N and width, and batch_mean decides per batch
+(EXIT-2). GFLOPs per image are analytic (``adaperceiver.flops``); an early exit's cost is
+the mean over images of ``exit_flops`` of its exit depth, which includes the write and
+head evaluated after every block up to the exit to decide it (EXIT-1).
+
+Accuracy k / n comes with its 95 % Wilson interval (``adaperceiver.stats``).
 """
 
 from __future__ import annotations
 
-import math
-import sys
-import time
-from dataclasses import asdict, dataclass
+from collections.abc import Mapping, Sequence
+from dataclasses import asdict, dataclass, fields
 
 import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import Tensor
-from tqdm import tqdm
 
 from ..anytime import early_exit
+from ..arguments import check_num_tokens
+from ..flops import anytime_flops, exit_flops
+from ..masks import granularities
 from ..model import ClassificationAdaPerceiver
+from ..stats import wilson_interval
 
 EXIT_TAUS = (0.5, 0.8, 0.9, 0.95, 0.99)
 EXIT_POLICIES = ("batch_mean", "per_sample")
+TAU_CANDIDATES = tuple(float(t) for t in np.round(np.linspace(0, 1, 101), 2)) + (0.995, 0.999)
+TOP_K = 5
+KEEP = 0.95  # the finding: the cheapest configuration keeping this fraction of full accuracy
+
+
+@dataclass(frozen=True)
+class Grid:
+    """The configurations of one sweep and their analytic GFLOPs per image.
+
+    A pass of ``num_tokens`` latents serves the ``granularities`` G (MASK-2) at every depth
+    1..K; one pass per width in ``widths``. ``gflops`` (W, K, G); ``exit_gflops`` (K,) the
+    cost of an early exit at each depth at full N and width (EXIT-1). Early exit is
+    accumulated for every tau in ``taus`` x ``EXIT_POLICIES``; rows are shown for ``shown``.
+    ``trained_tokens`` / ``trained_widths``: the budgets the checkpoint was trained at.
+    """
+
+    num_tokens: int
+    granularities: tuple[int, ...]
+    depths: tuple[int, ...]
+    widths: tuple[int, ...]
+    taus: tuple[float, ...]
+    shown: tuple[float, ...]
+    gflops: np.ndarray
+    exit_gflops: np.ndarray
+    num_classes: int
+    trained_tokens: tuple[int, ...]
+    trained_widths: tuple[int, ...]
+
+    def trained(self, num_tokens: int, width: int) -> bool:
+        return num_tokens in self.trained_tokens and width in self.trained_widths
+
+    def untrained(self) -> str | None:
+        """One line naming the budgets outside the trained values, None when there are none."""
+        tokens = [g for g in self.granularities if g not in self.trained_tokens]
+        widths = [m for m in self.widths if m not in self.trained_widths]
+        parts = ([f"N={', '.join(map(str, tokens))} (trained: {list(self.trained_tokens)})"]
+                 if tokens else []) + ([f"width={', '.join(map(str, widths))} (trained: "
+                                        f"{list(self.trained_widths)})"] if widths else [])
+        return (f"warning: {' and '.join(parts)} lie outside the budgets the checkpoint was "
+                "trained at; computed anyway, marked '!' in the table") if parts else None
+
+
+def make_grid(config: Mapping, image_size: int, *, num_tokens: int | None = None,
+              widths: Sequence[int] | None = None,
+              taus: Sequence[float] = EXIT_TAUS) -> Grid:
+    """The grid of a model ``config`` on square images of ``image_size``: N latents (None:
+    the config's default), ``widths`` (None: the config's mat_dims), early exit at ``taus``
+    (rows shown for those in EXIT_TAUS)."""
+    N = check_num_tokens(num_tokens, config)
+    widths = tuple(config["mat_dims"] if widths is None else widths)
+    grans = granularities(config["mask_token_grans"], N)
+    costs = np.stack([anytime_flops(config, num_tokens=N, mat_dim=m,
+                                    image_size=image_size).entries for m in widths]) / 1e9
+    K = config["depth"]
+    exits = np.array([exit_flops(config, e, num_tokens=N, mat_dim=widths[-1],
+                                 image_size=image_size) for e in range(1, K + 1)]) / 1e9
+    all_taus = tuple(sorted(set(taus) | set(EXIT_TAUS)))
+    trained = tuple(g for g in config["mask_token_grans"] if g <= config["max_latent_tokens"])
+    return Grid(N, grans, tuple(range(1, K + 1)), widths, all_taus, EXIT_TAUS, costs, exits,
+                config["num_classes"], trained, tuple(config["mat_dims"]))
+
+
+@dataclass
+class Counts:
+    """Sums over the images seen so far. grid_*: (W, K, G) per (width, depth, granularity);
+    exit_*: (T, P) per (tau, policy); exit_depths (T, P, K): how many images exited at each
+    depth. top1/top5: hits; nll: summed -log softmax of the true class (float64)."""
+
+    images: Tensor
+    grid_top1: Tensor
+    grid_top5: Tensor
+    grid_nll: Tensor
+    exit_top1: Tensor
+    exit_top5: Tensor
+    exit_nll: Tensor
+    exit_depths: Tensor
+
+    @classmethod
+    def zeros(cls, grid: Grid) -> Counts:
+        W, K, G = grid.gflops.shape
+        T, P = len(grid.taus), len(EXIT_POLICIES)
+        i64, f64 = torch.int64, torch.float64
+        return cls(torch.zeros((), dtype=i64), torch.zeros(W, K, G, dtype=i64),
+                   torch.zeros(W, K, G, dtype=i64), torch.zeros(W, K, G, dtype=f64),
+                   torch.zeros(T, P, dtype=i64), torch.zeros(T, P, dtype=i64),
+                   torch.zeros(T, P, dtype=f64), torch.zeros(T, P, K, dtype=i64))
+
+    def tensors(self) -> dict[str, Tensor]:
+        return {f.name: getattr(self, f.name) for f in fields(self)}
+
+    def __add__(self, other: Counts) -> Counts:
+        return Counts(**{k: v + getattr(other, k) for k, v in self.tensors().items()})
+
+    def to_json(self) -> dict[str, list | int | float]:
+        return {k: v.tolist() for k, v in self.tensors().items()}
+
+    @classmethod
+    def from_json(cls, data: Mapping, grid: Grid) -> Counts:
+        """Counts saved by ``to_json``, checked against the shapes of ``grid``."""
+        zeros = cls.zeros(grid).tensors()
+        loaded = {k: torch.tensor(data[k], dtype=v.dtype) for k, v in zeros.items()}
+        for k, v in loaded.items():
+            if v.shape != zeros[k].shape:
+                raise ValueError(f"saved counts {k} have shape {tuple(v.shape)}, this sweep's "
+                                 f"grid needs {tuple(zeros[k].shape)}")
+        return cls(**loaded)
+
+
+def _nll(logits: Tensor, y: Tensor) -> Tensor:
+    """Per-sample -log softmax(logits)[y] in float64; logits (..., C), y (...)."""
+    return -F.log_softmax(logits.double(), -1).gather(-1, y.unsqueeze(-1)).squeeze(-1)
+
+
+def _hits(logits: Tensor, y: Tensor) -> tuple[Tensor, Tensor]:
+    """Top-1 and top-5 hits (bool, logits' leading shape); logits (..., C), y (...)."""
+    top = logits.topk(min(TOP_K, logits.shape[-1]), -1).indices  # (..., 5)
+    return top[..., 0] == y, (top == y.unsqueeze(-1)).any(-1)
+
+
+def batch_counts(model: ClassificationAdaPerceiver, x: Tensor, y: Tensor,
+                 grid: Grid) -> tuple[Counts, Tensor]:
+    """The counts of one batch x (b, C, H, W), labels y (b,), and the full-width logits of
+    all N latents after each depth (b, K, C) (what --save-logits writes)."""
+    counts = Counts.zeros(grid)
+    counts.images += len(y)
+    yk = y[:, None, None]  # (b, 1, 1) against (b, K, G)
+    for wi, m in enumerate(grid.widths):
+        logits = model.anytime(x, num_tokens=grid.num_tokens, mat_dim=m).logits  # (b, K, G, C)
+        top1, top5 = _hits(logits, yk.expand(logits.shape[:-1]))
+        counts.grid_top1[wi] = top1.sum(0).cpu()
+        counts.grid_top5[wi] = top5.sum(0).cpu()
+        counts.grid_nll[wi] = _nll(logits, yk.expand(logits.shape[:-1])).sum(0).cpu()
+        if m == grid.widths[-1]:
+            by_depth = logits[:, :, -1]  # (b, K, C): the exit width, all N latents
+    for ti, tau in enumerate(grid.taus):
+        for pi, policy in enumerate(EXIT_POLICIES):
+            depths, chosen = early_exit(by_depth, tau, policy)  # this batch is one batch
+            top1, top5 = _hits(chosen, y)
+            counts.exit_top1[ti, pi] = int(top1.sum())
+            counts.exit_top5[ti, pi] = int(top5.sum())
+            counts.exit_nll[ti, pi] = float(_nll(chosen, y).sum())
+            counts.exit_depths[ti, pi] = torch.bincount(depths.cpu() - 1,
+                                                        minlength=len(grid.depths))
+    return counts, by_depth
 
 
 @dataclass
 class Row:
-    """One configuration's results. Fixed budgets have num_tokens, depth and width; early exit
-    has tau and policy (and depth is the mean exit depth)."""
+    """One configuration's results over num_images images. Fixed budgets have num_tokens,
+    depth and width; early exit has tau and policy, runs at the full num_tokens and width
+    and has depth = its mean exit depth. accuracy and top5 are fractions, ci_low/ci_high the
+    95 % Wilson interval of accuracy; ms_per_image only when timing was measured."""
 
     name: str
+    num_images: int
     accuracy: float
+    ci_low: float
+    ci_high: float
+    top5: float
     nll: float
     gflops: float
     relative: float  # gflops / gflops of the full configuration
-    ms_per_image: float
+    ms_per_image: float | None = None
     num_tokens: int | None = None
     depth: float | None = None
     width: int | None = None
     tau: float | None = None
     policy: str | None = None
+    trained: bool = True
     pareto: bool = False
 
     def as_dict(self) -> dict:
         return asdict(self)
 
 
-@dataclass
-class Evaluation:
-    """Rows of every configuration, plus what the budget search needs: the full-width
-    logits of all N latents after each depth (n, L, C), the labels and the analytic GFLOPs
-    of each depth at full N and width (L,)."""
-
-    rows: list[Row]
-    logits_by_depth: Tensor
-    labels: Tensor
-    gflops_by_depth: np.ndarray
-    batch_size: int
+def config_name(num_tokens: int, depth: int, width: int) -> str:
+    return f"N={num_tokens} depth={depth} width={width}"
 
 
-def _nll(logits: Tensor, y: Tensor) -> Tensor:
-    """Per-sample negative log-likelihood of the true class, logits (..., C), y broadcast."""
-    return -F.log_softmax(logits.double(), -1).gather(-1, y.unsqueeze(-1)).squeeze(-1)
+def exit_name(tau: float, policy: str, num_tokens: int, width: int) -> str:
+    return f"exit tau={tau:g} {policy} (N={num_tokens} width={width})"
 
 
-def _timed_ms(model: ClassificationAdaPerceiver, x: Tensor, repeats: int, **budget) -> float:
-    best = math.inf
-    for _ in range(repeats):
-        start = time.perf_counter()
-        model(x, **budget)
-        best = min(best, time.perf_counter() - start)
-    return 1e3 * best / len(x)
+def _row(name: str, n: int, top1: int, top5: int, nll: float, gflops: float, full: float,
+         **where) -> Row:
+    low, high = wilson_interval(int(top1), n)
+    return Row(name, n, int(top1) / n, low, high, int(top5) / n, float(nll) / n, float(gflops),
+               float(gflops) / full, **where)
 
 
-@torch.inference_mode()
-def evaluate(model: ClassificationAdaPerceiver, x: Tensor, y: Tensor, *, batch_size: int = 64,
-             taus: tuple[float, ...] = EXIT_TAUS, repeats: int = 3,
-             progress: bool = True) -> Evaluation:
-    """Every grid configuration and every (tau, policy) early exit on images x (n, C, H, W),
-    labels y (n,). batch_mean exit decides per consecutive batch of ``batch_size`` images."""
-    c = model.config
-    widths = c["mat_dims"]
-    timing = x[:batch_size]
-    bar = tqdm(total=len(widths) * math.ceil(len(x) / batch_size), desc="anytime grid",
-               unit="batch", disable=not progress, file=sys.stderr)
-    grid_rows: list[dict] = []
-    for m in widths:
-        correct = nll = 0
-        columns = []
-        for start in range(0, len(x), batch_size):
-            out = model.anytime(x[start:start + batch_size], mat_dim=m)
-            yb = y[start:start + batch_size, None, None]  # (b, 1, 1)
-            correct = correct + (out.logits.argmax(-1) == yb).sum(0)  # (L, G)
-            nll = nll + _nll(out.logits, yb.expand(out.logits.shape[:-1])).sum(0)
-            if m == widths[-1]:
-                columns.append(out.logits[:, :, -1])  # (b, L, C): all N latents
-            bar.update()
-        for li, depth in enumerate(out.depths):
-            for gi, g in enumerate(out.granularities):
-                grid_rows.append(dict(num_tokens=g, depth=depth, width=m,
-                                      accuracy=float(correct[li, gi]) / len(x),
-                                      nll=float(nll[li, gi]) / len(x),
-                                      gflops=float(out.gflops[li, gi])))
-    bar.close()
-    full_gflops = grid_rows[-1]["gflops"]  # the last row: all N, all blocks, full width
-    logits_by_depth = torch.cat(columns)  # (n, L, C)
-    full_n = out.granularities[-1]
-    gflops_by_depth = np.array([r["gflops"] for r in grid_rows
-                                if r["width"] == widths[-1] and r["num_tokens"] == full_n])
+def make_rows(grid: Grid, counts: Counts) -> list[Row]:
+    """Every configuration's row (fixed budgets, then early exit at the shown thresholds),
+    sorted by GFLOPs, with the Pareto front marked."""
+    n = int(counts.images)
+    if n == 0:
+        raise ValueError("no images were evaluated")
+    full = float(grid.gflops[-1, -1, -1])  # the last width, all blocks, all N
     rows = []
-    configs = [(r, dict(num_tokens=r["num_tokens"], depth=r["depth"], mat_dim=r["width"]))
-               for r in grid_rows]
-    for tau in taus:
-        for policy in EXIT_POLICIES:
-            depths, logits = early_exit(logits_by_depth, tau, policy, batch_size)
-            configs.append((dict(
-                tau=tau, policy=policy, depth=float(depths.double().mean()),
-                accuracy=float((logits.argmax(-1) == y).double().mean()),
-                nll=float(_nll(logits, y).mean()),
-                gflops=float(gflops_by_depth[depths.numpy() - 1].mean())),
-                dict(depth_tau=tau, exit_policy=policy)))
-    model(timing)  # warm-up
-    for fields, budget in tqdm(configs, desc="timing", unit="config", disable=not progress,
-                               file=sys.stderr):
-        name = (f"exit tau={fields['tau']} {fields['policy']}" if "tau" in fields else
-                f"N={fields['num_tokens']} depth={fields['depth']} width={fields['width']}")
-        rows.append(Row(name=name, relative=fields["gflops"] / full_gflops,
-                        ms_per_image=_timed_ms(model, timing, repeats, **budget), **fields))
+    for wi, m in enumerate(grid.widths):
+        for li, depth in enumerate(grid.depths):
+            for gi, g in enumerate(grid.granularities):
+                rows.append(_row(config_name(g, depth, m), n, counts.grid_top1[wi, li, gi],
+                                 counts.grid_top5[wi, li, gi], counts.grid_nll[wi, li, gi],
+                                 grid.gflops[wi, li, gi], full, num_tokens=g, depth=depth,
+                                 width=m, trained=grid.trained(g, m)))
+    N, m = grid.num_tokens, grid.widths[-1]
+    for ti, tau in enumerate(grid.taus):
+        if tau not in grid.shown:
+            continue
+        for pi, policy in enumerate(EXIT_POLICIES):
+            hist = counts.exit_depths[ti, pi].double()  # (K,) images per exit depth
+            rows.append(_row(exit_name(tau, policy, N, m), n, counts.exit_top1[ti, pi],
+                             counts.exit_top5[ti, pi], counts.exit_nll[ti, pi],
+                             float(hist @ torch.from_numpy(grid.exit_gflops)) / n, full,
+                             num_tokens=N, width=m, tau=tau, policy=policy,
+                             depth=float(hist @ torch.arange(1.0, len(hist) + 1,
+                                                             dtype=torch.float64)) / n,
+                             trained=grid.trained(N, m)))
+    rows.sort(key=lambda r: r.gflops)
     mark_pareto(rows)
-    return Evaluation(rows, logits_by_depth, y, gflops_by_depth, batch_size)
+    return rows
 
 
 def mark_pareto(rows: list[Row]) -> None:
@@ -144,14 +264,44 @@ def mark_pareto(rows: list[Row]) -> None:
 
 
 def table(rows: list[Row]) -> str:
-    """The results as an aligned text table; '*' marks the Pareto front."""
+    """The rows as an aligned text table: accuracy with its 95 % interval, top-5, NLL,
+    GFLOPs, compute relative to the full model, ms/img when measured; flags '*' (Pareto
+    front) and '!' (outside the trained budgets)."""
+    timed = any(r.ms_per_image is not None for r in rows)
     width = max(len("configuration"), *(len(r.name) for r in rows))
-    lines = [f"{'configuration':<{width}}  {'acc %':>6}  {'NLL':>6}  {'GFLOPs':>8}  "
-             f"{'rel':>5}  {'ms/img':>7}  pareto"]
+    lines = [f"{'configuration':<{width}}  {'acc %':>6}  {'95% interval':>13}  {'top-5 %':>7}  "
+             f"{'NLL':>6}  {'GFLOPs':>9}  {'rel':>5}" + ("   ms/img" if timed else "")
+             + "  flags"]
     for r in rows:
-        lines.append(f"{r.name:<{width}}  {100 * r.accuracy:6.2f}  {r.nll:6.3f}  {r.gflops:8.5f}  "
-                     f"{r.relative:5.2f}  {r.ms_per_image:7.3f}  {'*' if r.pareto else ''}")
+        interval = f"{100 * r.ci_low:.2f}-{100 * r.ci_high:.2f}"
+        ms = "" if not timed else ("        -" if r.ms_per_image is None
+                                   else f"  {r.ms_per_image:7.3f}")
+        flags = ("*" if r.pareto else "") + ("" if r.trained else "!")
+        lines.append(f"{r.name:<{width}}  {100 * r.accuracy:6.2f}  {interval:>13}  "
+                     f"{100 * r.top5:7.2f}  {r.nll:6.3f}  {r.gflops:9.4g}  {r.relative:5.2f}"
+                     f"{ms}  {flags}")
     return "\n".join(lines)
+
+
+def finding(rows: list[Row], keep: float = KEEP) -> str:
+    """One line: the cheapest row whose accuracy is at least ``keep`` x the full
+    configuration's (the fixed row with the most GFLOPs), and its share of the compute."""
+    full = max((r for r in rows if r.tau is None), key=lambda r: r.gflops)
+    target = keep * full.accuracy
+    cheapest = min((r for r in rows if r.accuracy >= target), key=lambda r: (r.gflops, r.name))
+    return (f"keeping {100 * keep:g} % of full accuracy ({100 * full.accuracy:.2f} % at "
+            f"{full.name}, so >= {100 * target:.2f} %) needs {100 * cheapest.relative:.0f} % of "
+            f"the compute: {cheapest.name} ({100 * cheapest.accuracy:.2f} %)")
+
+
+@dataclass
+class Evaluation:
+    """A finished sweep: its rows, grid and counts (the budget search reads the counts of
+    every accumulated threshold)."""
+
+    rows: list[Row]
+    grid: Grid
+    counts: Counts
 
 
 @dataclass
@@ -164,28 +314,25 @@ class Choice:
     exits: dict[str, tuple[float, float, float] | None]  # policy -> (tau, accuracy, gflops)
 
 
-TAU_CANDIDATES = tuple(np.round(np.linspace(0, 1, 101), 2)) + (0.995, 0.999)
-
-
 def choose(evaluation: Evaluation, budget: float) -> Choice:
-    """The most accurate configuration with GFLOPs <= budget (ties: the cheaper one), and the
-    depth_tau per policy that meets the budget on this data (mean GFLOPs <= budget)."""
+    """The most accurate configuration with GFLOPs <= budget (ties: the cheaper one), and per
+    policy the accumulated depth_tau that meets the budget on this data (mean GFLOPs
+    <= budget) with the best accuracy."""
     fitting = [r for r in evaluation.rows if r.tau is None and r.gflops <= budget]
     if not fitting:
         cheapest = min(r.gflops for r in evaluation.rows)
         raise ValueError(f"--budget {budget} GFLOPs is below the cheapest configuration "
                          f"({cheapest:.6g} GFLOPs per image)")
     fixed = max(fitting, key=lambda r: (r.accuracy, -r.gflops))
+    c, grid = evaluation.counts, evaluation.grid
+    n = int(c.images)
+    cost = c.exit_depths.double() @ torch.from_numpy(grid.exit_gflops) / n  # (T, P)
     exits: dict[str, tuple[float, float, float] | None] = {}
-    y = evaluation.labels
-    for policy in EXIT_POLICIES:
+    for pi, policy in enumerate(EXIT_POLICIES):
         best = None
-        for tau in TAU_CANDIDATES:
-            depths, logits = early_exit(evaluation.logits_by_depth, float(tau), policy,
-                                        evaluation.batch_size)
-            cost = float(evaluation.gflops_by_depth[depths.numpy() - 1].mean())
-            acc = float((logits.argmax(-1) == y).double().mean())
-            if cost <= budget and (best is None or (acc, -cost) > (best[1], -best[2])):
-                best = (float(tau), acc, cost)
+        for ti, tau in enumerate(grid.taus):
+            acc, gflops = int(c.exit_top1[ti, pi]) / n, float(cost[ti, pi])
+            if gflops <= budget and (best is None or (acc, -gflops) > (best[1], -best[2])):
+                best = (tau, acc, gflops)
         exits[policy] = best
     return Choice(fixed, exits)

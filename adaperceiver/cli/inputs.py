@@ -1,9 +1,8 @@
-"""Inputs of the commands: image files (Pillow), ``.npy`` arrays (never unpickled, header
-checked before anything is allocated) and labelled image folders."""
+"""Inputs of the commands: image files (Pillow) and ``.npy`` arrays (never unpickled, header
+checked before anything is allocated); ``sweep``'s labelled folders are in ``dataset``."""
 
 from __future__ import annotations
 
-import sys
 from collections.abc import Sequence
 from itertools import groupby
 from pathlib import Path
@@ -12,7 +11,6 @@ import numpy as np
 import torch
 from PIL import Image, UnidentifiedImageError
 from torch import Tensor
-from tqdm import tqdm
 
 from ..preprocess import preprocess
 from .checkpoint import Loaded
@@ -158,36 +156,3 @@ class Inputs:
                 rows = slice(items[0][2], items[-1][2] + 1)
                 chunks.append(torch.from_numpy(np.array(array[rows], dtype=np.float32)))
         return torch.cat(chunks)
-
-
-def load_folder(root: Path, loaded: Loaded) -> tuple[Tensor, Tensor, list[str]]:
-    """A labelled image folder (one sub-folder per class): images (n, C, S, S), labels (n,)
-    and the class names. A sub-folder is matched to a class by name (a label, or an ImageNet
-    WordNet id); when names do not match and there are exactly num_classes sub-folders,
-    by sorted order."""
-    if not root.is_dir():
-        raise CliError(f"--data {root}: not a directory (give a folder with one sub-folder "
-                       "per class, or 'digits')")
-    folders = sorted(p for p in root.iterdir() if p.is_dir())
-    if not folders:
-        raise CliError(f"--data {root}: no class sub-folders")
-    names = [p.name for p in folders]
-    index = {name: i for i, name in enumerate(loaded.labels)}
-    index.update({wnid: i for i, wnid in enumerate(loaded.wnids or [])})
-    if all(name in index for name in names):
-        classes = [index[name] for name in names]
-    elif len(names) == len(loaded.labels):
-        classes = list(range(len(names)))
-    else:
-        raise CliError(f"--data {root}: sub-folders {names[:5]}... match neither the "
-                       f"checkpoint's class names nor its {len(loaded.labels)} classes in order")
-    files = [(path, cls) for folder, cls in zip(folders, classes, strict=True)
-             for path in sorted(folder.iterdir()) if path.suffix.lower() in IMAGE_SUFFIXES]
-    if not files:
-        raise CliError(f"--data {root}: no image files ({', '.join(IMAGE_SUFFIXES)})")
-    c = loaded.model.config
-    images = [preprocess(decode_image(path, c["in_channels"], "--data"), loaded.preprocessing,
-                         c["img_size"])
-              for path, _ in tqdm(files, desc="load images", unit="img",
-                                  disable=len(files) < 64, file=sys.stderr)]
-    return torch.stack(images), torch.tensor([cls for _, cls in files]), loaded.labels

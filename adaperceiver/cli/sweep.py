@@ -1,56 +1,141 @@
 """``adaperceiver sweep``: accuracy against compute over a checkpoint's whole budget grid on
-labelled data, with the Pareto front, a plot, JSON and CSV results, and an answer to a
-compute budget."""
+labelled data, streamed through a DataLoader, on CPU or CUDA, over several processes and
+machines with torchrun, resumable; the table with 95 % intervals, the Pareto front, a plot,
+JSON and CSV results, and an answer to a compute budget.
+
+Under ``torchrun --nproc-per-node K -m adaperceiver sweep ...`` every rank evaluates its own
+whole batches of the data (``distributed.batch_range``), the counts are summed with
+``torch.distributed`` and rank 0 alone prints and writes the results.
+"""
 
 from __future__ import annotations
 
 import argparse
 import csv
+import importlib.metadata
 import json
+import platform
+import signal
+import sys
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import torch
+from huggingface_hub.utils.sha import sha_fileobj
 
-from ..digits import load_digits
-from ..flops import flops
-from . import checkpoint
-from .common import CliError, positive_float, positive_int
-from .evaluation import EXIT_POLICIES, Evaluation, Row, choose, evaluate, table
-from .inputs import load_folder
+from ..hub import resolve_files
+from ..model import ClassificationAdaPerceiver
+from . import COMMANDS, checkpoint, distributed, logits_file, partial
+from .common import CliError, non_negative_int, positive_float, positive_int
+from .dataset import BUNDLED, LABEL_MODES, ArrayImages, Data, load_data
+from .device import DEVICES, PRECISIONS, Placement, place
+from .distributed import World
+from .evaluation import (
+    EXIT_POLICIES,
+    EXIT_TAUS,
+    TAU_CANDIDATES,
+    Counts,
+    Evaluation,
+    Grid,
+    choose,
+    finding,
+    make_grid,
+    make_rows,
+    table,
+)
 from .plot import plot
+from .streaming import Settings, fixed_mmap_threshold, loader, run_shard
+from .timing import time_rows
 
-BUNDLED_DATA = "digits"
-
-
-def load_data(data: str, loaded: checkpoint.Loaded) -> tuple[torch.Tensor, torch.Tensor]:
-    """Images and labels: the bundled digits' test split for 'digits', else an image folder."""
-    if data != BUNDLED_DATA:
-        x, y, _ = load_folder(Path(data), loaded)
-        return x, y
-    c = loaded.model.config
-    if (c["in_channels"], c["img_size"], c["num_classes"]) != (1, 8, 10):
-        raise CliError(f"--data digits: the bundled digits are 1 x 8 x 8 images of 10 classes, "
-                       f"but --checkpoint {loaded.source} takes {c['in_channels']} x "
-                       f"{c['img_size']} x {c['img_size']} images of {c['num_classes']} classes")
-    x, y = load_digits("test")
-    return torch.from_numpy(x), torch.from_numpy(y)
+RESULTS = ("results.json", "results.csv")
 
 
-def report(loaded: checkpoint.Loaded, x: torch.Tensor, y: torch.Tensor, png: Path,
-           title: str, batch_size: int) -> Evaluation:
-    """Evaluate, print the table and write the plot."""
-    evaluation = evaluate(loaded.model, x, y, batch_size=batch_size)
-    print(table(evaluation.rows))
-    print("* = on the accuracy/compute Pareto front; GFLOPs are analytic per image, ms/img "
-          "measured on this machine (noisy)")
-    plot(evaluation.rows, png, title)
-    print(f"wrote the plot to {png}")
+def evaluate(model: ClassificationAdaPerceiver, data: Data, grid: Grid, placement: Placement,
+             world: World, settings: Settings, *, out: Path | None = None,
+             resume: bool = False, fingerprint: dict[str, Any] | None = None,
+             logits: Path | None = None) -> tuple[Evaluation, list[int]]:
+    """Stream this rank's shard through the grid (checkpointing to ``out``/partial when
+    ``out`` is given, continuing a saved state when ``resume``), sum the counts over the
+    ranks; returns the evaluation and the number of images of each rank."""
+    shard = distributed.batch_range(len(data), settings.batch_size, world)
+    state = None if out is None else partial.state_path(out, world)
+    done, counts = (partial.load(state, fingerprint, grid) if resume
+                    else (0, Counts.zeros(grid)))
+
+    def save(batches: int, sofar: Counts) -> None:
+        if state is not None:
+            partial.save(state, fingerprint, batches, sofar)
+
+    rows = None
+    if logits is not None:
+        if world.is_main and not resume:
+            logits_file.create(logits, (len(data), len(grid.depths), grid.num_classes))
+        distributed.barrier(world)
+        rows = logits_file.Rows(logits)
+    label = f" (rank {world.rank} of {world.world_size})" if world.distributed else ""
+    try:
+        counts = run_shard(model, data, grid, shard, placement, settings, done=done,
+                           counts=counts, checkpoint=save, logits=rows, label=label)
+    finally:
+        if rows is not None:
+            rows.close()
+    total = Counts(**{k: distributed.all_sum(v, world, placement.device)
+                      for k, v in counts.tensors().items()})
+    per_rank = distributed.gather_ints(len(shard), world, placement.device)
+    return Evaluation(make_rows(grid, total), grid, total), per_rank
+
+
+def evaluate_arrays(model: ClassificationAdaPerceiver, x: np.ndarray, y: np.ndarray,
+                    batch_size: int = 64, progress: bool = False) -> Evaluation:
+    """Every budget of ``model`` on in-memory images x (n, C, H, W) float32 and labels y (n,),
+    in this process on the CPU, float32 (the demo's and ``train``'s bundled test set)."""
+    c = model.config
+    data = Data(ArrayImages(x, y), "arrays")
+    world = World()
+    evaluation, _ = evaluate(model, data, make_grid(c, c["img_size"]), place("cpu", "fp32", world),
+                             world, Settings(batch_size=batch_size, progress=progress))
     return evaluation
 
 
-def write_results(rows: list[Row], out: Path) -> None:
-    (out / "results.json").write_text(json.dumps([r.as_dict() for r in rows], indent=1) + "\n")
+def report(evaluation: Evaluation, png: Path, title: str, *, header: Sequence[str] = (),
+           floor: float | None = None, timed_on: str | None = None,
+           baselines: Sequence[tuple[str, float]] = ()) -> None:
+    """Print ``header`` lines, the table, its legend and the finding; write the plot with its
+    accuracy axis starting at ``floor`` percent (None: chance, 100 / classes) and a
+    horizontal line per (name, accuracy) of ``baselines``."""
+    rows = evaluation.rows
+    for line in header:
+        print(line)
+    print(table(rows))
+    n = rows[0].num_images
+    print(f"* = on the accuracy/compute Pareto front; ! = outside the trained budgets; accuracy "
+          f"on {n:,} images with its 95 % Wilson interval"
+          + (f"; ms/img measured on {timed_on} (noisy)" if timed_on else ""))
+    print("GFLOPs are analytic per image; exit rows run at full N and width, and their GFLOPs "
+          "include the confidence check (write + head) after every block up to the exit")
+    print(finding(rows))
+    chance = 100 / evaluation.grid.num_classes
+    plot(rows, png, title, floor=chance if floor is None else floor, baselines=baselines)
+    print(f"wrote the plot to {png}")
+
+
+def measure(model: ClassificationAdaPerceiver, data: Data, evaluation: Evaluation,
+            placement: Placement, batch_size: int, batches: int, progress: bool = True) -> str:
+    """Time every row on the first ``batches`` batches of the data; returns what was timed."""
+    settings = Settings(batch_size=batch_size)
+    timed = [x.to(placement.device) for x, _, _ in
+             loader(data, range(min(len(data), batches * batch_size)), settings, placement)]
+    images = time_rows(model, timed, evaluation.rows, placement.autocast,
+                       placement.device, progress=progress)
+    return f"{images} images in {len(timed)} batches of {batch_size} on {placement.device}"
+
+
+def write_results(rows: list, meta: dict[str, Any], out: Path) -> None:
+    partial.write_atomic(out / "results.json",
+                         json.dumps({"meta": meta, "rows": [r.as_dict() for r in rows]},
+                                    indent=1) + "\n")
     with open(out / "results.csv", "w", newline="") as f:
         writer = csv.DictWriter(f, fieldnames=list(rows[0].as_dict()))
         writer.writeheader()
@@ -69,46 +154,183 @@ def print_choice(evaluation: Evaluation, budget: float) -> None:
         else:
             tau, acc, cost = found
             print(f"  early exit {policy}: depth_tau {tau:g} meets it on this data "
-                  f"({100 * acc:.2f}%, mean {cost:.6g} GFLOPs)")
+                  f"({100 * acc:.2f}%, mean {cost:.6g} GFLOPs, checks included)")
+
+
+def sha256_file(path: Path) -> str:
+    """The file's sha256, read in chunks (huggingface_hub's, as the hub hashes files)."""
+    with open(path, "rb") as f:
+        return sha_fileobj(f).hex()
+
+
+def software() -> dict[str, str]:
+    import PIL
+
+    try:
+        version = importlib.metadata.version("adaperceiver-reference")
+    except importlib.metadata.PackageNotFoundError:
+        version = "not installed (run from a checkout)"
+    return {"adaperceiver": version, "python": platform.python_version(),
+            "torch": torch.__version__, "numpy": np.__version__, "pillow": PIL.__version__,
+            "cuda": str(torch.version.cuda), "platform": platform.platform()}
+
+
+def _prepare_out(out: Path, args: argparse.Namespace) -> None:
+    """Refuse to overwrite results or a saved state unless --force (or --resume)."""
+    if out.exists() and not out.is_dir():
+        raise CliError(f"--out {out}: exists and is not a directory")
+    if args.force and args.resume:
+        raise CliError("--force and --resume: choose one (--force starts over, --resume "
+                       "continues)")
+    existing = [name for name in (*RESULTS, partial.FOLDER) if (out / name).exists()]
+    if existing and not (args.force or args.resume):
+        raise CliError(f"--out {out}: already holds {', '.join(existing)}; pass --resume to "
+                       "continue an interrupted run or --force to start over")
 
 
 def run(args: argparse.Namespace) -> int:
     if args.threads is not None:
         torch.set_num_threads(args.threads)
+    world = distributed.from_env()
+    placement = place(args.device, args.precision, world)
     loaded = checkpoint.load(args.checkpoint)
+    loaded.model.to(placement.device)
+    data = load_data(args.data, loaded, args.labels)
     c = loaded.model.config
-    cheapest = flops(c, num_tokens=min(c["mask_token_grans"]), mat_dim=min(c["mat_dims"]),
-                     depth=1) / 1e9
+    image_size = data.dataset[0][0].shape[-1]
+    grid = make_grid(c, image_size, num_tokens=args.num_tokens, widths=args.widths,
+                     taus=TAU_CANDIDATES if args.budget is not None else EXIT_TAUS)
+    cheapest = float(grid.gflops.min())
     if args.budget is not None and args.budget < cheapest:
         raise CliError(f"--budget {args.budget:g} GFLOPs is below the cheapest configuration "
                        f"({cheapest:.6g} GFLOPs per image)")
-    x, y = load_data(args.data, loaded)
+    if args.plot_floor is not None and not 0 <= args.plot_floor < 100:
+        raise CliError(f"--plot-floor must be a percentage in [0, 100), got {args.plot_floor:g}")
     out = Path(args.out)
-    if out.exists() and not out.is_dir():
-        raise CliError(f"--out {out}: exists and is not a directory")
+    _prepare_out(out, args)
+    if world.is_main and args.force:
+        partial.clear(out)
     out.mkdir(parents=True, exist_ok=True)
-    title = f"{Path(loaded.source).name} on {Path(args.data).name} ({len(x)} images)"
-    evaluation = report(loaded, x, y, out / "accuracy_vs_gflops.png", title, args.batch_size)
-    write_results(evaluation.rows, out)
-    print(f"wrote {out / 'results.json'} and {out / 'results.csv'}")
-    if args.budget is not None:
-        print_choice(evaluation, args.budget)
+    ckpt_files = resolve_files(loaded.source)
+    fingerprint = {
+        "checkpoint_sha256": sha256_file(ckpt_files[1]), "config_sha256":
+        sha256_file(ckpt_files[0]), "data": data.describe, "batch_size": args.batch_size,
+        "world_size": world.world_size, "num_tokens": grid.num_tokens,
+        "widths": list(grid.widths), "taus": list(grid.taus),
+        "precision": placement.precision, "device_type": placement.device.type,
+        "save_logits": args.save_logits}
+    settings = Settings(batch_size=args.batch_size, workers=args.workers,
+                        checkpoint_every=args.checkpoint_every, progress=world.is_main,
+                        stop_after=args.stop_after)
+    if world.is_main:
+        print(f"{Path(loaded.source).name}: {len(data):,} images of {args.data}, "
+              f"{len(grid.widths) * len(grid.depths) * len(grid.granularities)} configurations "
+              f"+ early exit, on {placement.device} ({placement.precision}), "
+              f"{world.world_size} process(es), batch {args.batch_size}, "
+              f"{args.workers} loader worker(s) per process")
+        warning = grid.untrained()
+        if warning:
+            print(warning, file=sys.stderr)
+    fixed_mmap_threshold()  # resident memory independent of the number of images
+    sigterm = signal.signal(signal.SIGTERM, signal.default_int_handler)  # saves the state
+    distributed.start(world, placement.device.type)
+    try:
+        evaluation, per_rank = evaluate(
+            loaded.model, data, grid, placement, world, settings, out=out, resume=args.resume,
+            fingerprint=fingerprint, logits=out / "logits.npy" if args.save_logits else None)
+        distributed.barrier(world)
+        if world.is_main:
+            meta = {"num_images": len(data), "world_size": world.world_size,
+                    "images_per_rank": per_rank, **placement.describe(),
+                    "batch_size": args.batch_size, "workers": args.workers,
+                    "checkpoint": {"source": str(loaded.source), **{
+                        k: fingerprint[k] for k in ("checkpoint_sha256", "config_sha256")}},
+                    "data": data.describe, "grid": {
+                        "num_tokens": grid.num_tokens, "granularities": list(grid.granularities),
+                        "depths": list(grid.depths), "widths": list(grid.widths),
+                        "exit_taus": list(grid.shown), "exit_policies": list(EXIT_POLICIES)},
+                    "software": software(), "command": getattr(args, "command_line", None),
+                    "finding": finding(evaluation.rows), "timing": None,
+                    "logits": "logits.npy: (images, depths, classes) float32, full width, all N"
+                    if args.save_logits else None}
+            timed_on = None
+            if args.time is not None:
+                timed_on = measure(loaded.model, data, evaluation, placement, args.batch_size,
+                                   args.time)
+                meta["timing"] = timed_on
+            write_results(evaluation.rows, meta, out)
+            title = f"{Path(loaded.source).name} on {Path(args.data).name} ({len(data)} images)"
+            report(evaluation, out / "accuracy_vs_gflops.png", title, floor=args.plot_floor,
+                   timed_on=timed_on)
+            print(f"wrote {out / 'results.json'} and {out / 'results.csv'}")
+            if args.budget is not None:
+                print_choice(evaluation, args.budget)
+        distributed.barrier(world)
+        if world.is_main:
+            partial.clear(out)
+    finally:
+        distributed.stop(world)
+        signal.signal(signal.SIGTERM, sigterm)
     return 0
 
 
+def _width_list(text: str) -> list[int]:
+    try:
+        widths = [int(w) for w in text.split(",")]
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected comma-separated ints, got {text!r}") from None
+    if not widths or any(w < 1 for w in widths) or widths != sorted(set(widths)):
+        raise argparse.ArgumentTypeError(f"must be increasing ints >= 1, got {text!r}")
+    return widths
+
+
 def register(subparsers: Any) -> None:
-    p = subparsers.add_parser("sweep", help="accuracy vs compute over the budget grid",
+    p = subparsers.add_parser("sweep", help=COMMANDS["sweep"][1],
                               description=__doc__.split("\n\n")[0])
     p.add_argument("--checkpoint", help="checkpoint directory or hub id (default: the bundled "
-                   "digits model)")
-    p.add_argument("--data", default=BUNDLED_DATA, help="a folder with one sub-folder of images "
-                   "per class, or 'digits' (the bundled test split; default)")
+                   "cluttered-digits model)")
+    p.add_argument("--data", default="cluttered", help="a folder with one sub-folder of images "
+                   f"per class, or a bundled test set ({', '.join(BUNDLED)}; default: "
+                   "%(default)s)")
+    p.add_argument("--labels", choices=LABEL_MODES, default="names", help="how class "
+                   "sub-folders map to classes: 'names' matches each folder name to the "
+                   "checkpoint's class names or ImageNet synset ids (n01440764 ...); 'sorted' "
+                   "takes the sorted folders as classes 0..C-1 (default: %(default)s)")
     p.add_argument("--out", default="adaperceiver-sweep", help="directory for the plot, "
-                   "results.json and results.csv (default: %(default)s)")
+                   "results.json, results.csv and the saved state of an unfinished run "
+                   "(default: %(default)s)")
+    p.add_argument("--force", action="store_true", help="overwrite results (and a saved "
+                   "state) already in --out")
+    p.add_argument("--resume", action="store_true", help="continue the interrupted run whose "
+                   "state is in --out (same arguments and number of processes)")
+    p.add_argument("--batch-size", type=positive_int, default=64, help="images per forward; "
+                   "batch_mean early exit decides per batch (default: %(default)s)")
+    p.add_argument("--workers", type=non_negative_int, default=2, metavar="K",
+                   help="DataLoader worker processes decoding images, per process (default: "
+                   "%(default)s; 0 decodes in the main process)")
+    p.add_argument("--device", choices=DEVICES, default="auto", help="cpu, cuda or auto (CUDA "
+                   "when available; default: %(default)s)")
+    p.add_argument("--precision", choices=PRECISIONS, default="fp32", help="fp32, or bf16 "
+                   "autocast (default: %(default)s)")
+    p.add_argument("--num-tokens", type=positive_int, metavar="N", help="latents of the pass: "
+                   "the grid's granularities are the trained ones up to N, then N (default: "
+                   "the checkpoint's max_latent_tokens)")
+    p.add_argument("--widths", type=_width_list, metavar="M1,M2,...", help="FFN widths "
+                   "(mat_dim) to sweep, increasing; exit rows use the last (default: the "
+                   "checkpoint's mat_dims)")
     p.add_argument("--budget", type=positive_float, metavar="GFLOPS",
                    help="print the most accurate configuration within this many GFLOPs per "
                    "image, and the depth_tau that meets it on this data")
-    p.add_argument("--batch-size", type=positive_int, default=64, help="images per forward; "
-                   "batch_mean early exit decides per batch (default: %(default)s)")
+    p.add_argument("--time", type=positive_int, metavar="BATCHES", help="also measure ms/img "
+                   "of every configuration on the first BATCHES batches (default: no timing)")
+    p.add_argument("--save-logits", action="store_true", help="write logits.npy to --out: "
+                   "the full-width logits of all N latents after each depth, (images, depths, "
+                   "classes) float32, rows in the data's order")
+    p.add_argument("--checkpoint-every", type=positive_int, default=10, metavar="BATCHES",
+                   help="save the counts so far every this many batches (default: "
+                   "%(default)s)")
+    p.add_argument("--plot-floor", type=float, metavar="PERCENT", help="where the plot's "
+                   "accuracy axis starts (default: chance, 100 / classes)")
     p.add_argument("--threads", type=positive_int, help="torch threads (default: torch's)")
+    p.add_argument("--stop-after", type=positive_int, help=argparse.SUPPRESS)  # tests
     p.set_defaults(func=run)

@@ -30,8 +30,8 @@ def _run(*argv: str, cwd: Path) -> subprocess.CompletedProcess:
 
 
 def _table_rows(stdout: str) -> list[list[str]]:
-    """Data rows of the results table: configuration, then acc, NLL, GFLOPs, rel, ms/img and
-    an optional '*'."""
+    """Data rows of the results table: configuration, then acc, 95% interval, top-5, NLL,
+    GFLOPs, rel, ms/img (when timed) and optional flags ('*', '!')."""
     rows = []
     for line in stdout.splitlines():
         if line.startswith(("N=", "exit tau=")):
@@ -80,7 +80,7 @@ def test_sweep_writes_results_and_answers_a_budget(tmp_path):
     results.json, and the early-exit answer meets the budget."""
     result = _run("sweep", "--out", "out", "--budget", "0.003", cwd=tmp_path)
     assert result.returncode == 0, result.stderr
-    rows = json.loads((tmp_path / "out" / "results.json").read_text())
+    rows = json.loads((tmp_path / "out" / "results.json").read_text())["rows"]
     assert (tmp_path / "out" / "results.csv").read_text().count("\n") == len(rows) + 1
     assert (tmp_path / "out" / "accuracy_vs_gflops.png").stat().st_size > 10_000
     fitting = [r for r in rows if r["tau"] is None and r["gflops"] <= 0.003]
