@@ -198,7 +198,8 @@ def check_images(x: Any, config: Mapping[str, Any]) -> None:
 
 def check_values(name: str, allowed: str, finite: bool, peak: float) -> None:
     """ARG-7 and LIM-4 on image values, given whether all are finite and the largest
-    magnitude ``peak`` (shared by the ONNX Runtime session, ``adaperceiver.onnx.session.check_images``)."""
+    magnitude ``peak`` (shared by the ONNX Runtime session,
+    ``adaperceiver.onnx.session.check_images``)."""
     if not finite:
         raise _error(ValueError, name, allowed, "non-finite values (NaN or inf)")
     if peak > MAX_ABS_INPUT:  # LIM-4

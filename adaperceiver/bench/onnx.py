@@ -21,12 +21,12 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from ..cli.common import threads
 from ..model import ClassificationAdaPerceiver
 from ..onnx.export import export_onnx
 from ..onnx.session import OnnxGraph
 from .published import PUBLISHED, randomize
 from .timing import interleaved, load, ratios, spread
-from ..cli.common import threads
 
 BUDGETS = [(256, 832, 21), (128, 832, 21), (32, 416, 21)]  # (num_tokens, mat_dim, depth)
 

@@ -23,7 +23,8 @@ from .common import CliError
 
 # command -> (its module, with register(subparsers), and the summary the top-level help shows)
 COMMANDS = {
-    "demo": ("adaperceiver.cli.demo", "the bundled cluttered-digits model at every budget (offline)"),
+    "demo": ("adaperceiver.cli.demo", "the bundled cluttered-digits model at every budget "
+             "(offline)"),
     "sweep": ("adaperceiver.cli.sweep", "accuracy against compute over a checkpoint's budget "
               "grid"),
     "classify": ("adaperceiver.cli.classify", "top-5 classes of images at a chosen budget"),

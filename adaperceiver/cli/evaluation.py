@@ -294,6 +294,24 @@ def finding(rows: list[Row], keep: float = KEEP) -> str:
             f"the compute: {cheapest.name} ({100 * cheapest.accuracy:.2f} %)")
 
 
+def axis_effects(rows: list[Row]) -> str:
+    """One line: for each axis (tokens N, depth, width), with the other two at full, the
+    accuracy at its smallest and at its full value, and whether their 95 % intervals are
+    apart (the change is more than the noise) or overlap."""
+    grid = [r for r in rows if r.tau is None]
+    full = max(grid, key=lambda r: r.gflops)
+    parts = []
+    for label, field in (("tokens N", "num_tokens"), ("depth", "depth"), ("width", "width")):
+        others = [f for f in ("num_tokens", "depth", "width") if f != field]
+        series = [r for r in grid if all(getattr(r, f) == getattr(full, f) for f in others)]
+        small = min(series, key=lambda r: getattr(r, field))
+        apart = small.ci_high < full.ci_low
+        parts.append(f"{label} {getattr(small, field)} -> {getattr(full, field)}: "
+                     f"{100 * small.accuracy:.2f} -> {100 * full.accuracy:.2f} % "
+                     f"({'beyond' if apart else 'within'} the intervals)")
+    return "each axis with the other two at full: " + "; ".join(parts)
+
+
 @dataclass
 class Evaluation:
     """A finished sweep: its rows, grid and counts (the budget search reads the counts of

@@ -51,8 +51,8 @@ def check_out(out: Path, checkpoint_files: list[Path], force: bool) -> None:
 
 def run(args: argparse.Namespace) -> int:
     """Run ``export-onnx``; prints the configuration, export time and file size."""
-    from ..onnx.export import export_onnx, load_model
     from ..hub import resolve_files
+    from ..onnx.export import export_onnx, load_model
 
     out = Path(args.out)
     config_path, weights_path = resolve_files(args.checkpoint)

@@ -39,6 +39,7 @@ from .evaluation import (
     Counts,
     Evaluation,
     Grid,
+    axis_effects,
     choose,
     finding,
     make_grid,
@@ -116,6 +117,7 @@ def report(evaluation: Evaluation, png: Path, title: str, *, header: Sequence[st
     print("GFLOPs are analytic per image; exit rows run at full N and width, and their GFLOPs "
           "include the confidence check (write + head) after every block up to the exit")
     print(finding(rows))
+    print(axis_effects(rows))
     chance = 100 / evaluation.grid.num_classes
     plot(rows, png, title, floor=chance if floor is None else floor, baselines=baselines)
     print(f"wrote the plot to {png}")
