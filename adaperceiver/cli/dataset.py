@@ -105,8 +105,8 @@ def bundled(name: str, loaded: Loaded) -> Data:
     classes = int(y.max()) + 1
     if (x.shape[1], x.shape[2], x.shape[3]) != (c["in_channels"], c["img_size"], c["img_size"]) \
             or classes > c["num_classes"]:
-        raise CliError(f"--data {name}: the bundled {name} are {x.shape[1]} x {x.shape[2]} x "
-                       f"{x.shape[3]} images of {classes} classes, but --checkpoint "
+        raise CliError(f"--data {name}: the bundled set {name!r} holds {x.shape[1]} x "
+                       f"{x.shape[2]} x {x.shape[3]} images of {classes} classes, but --checkpoint "
                        f"{loaded.source} takes {c['in_channels']} x {c['img_size']} x "
                        f"{c['img_size']} images of {c['num_classes']} classes")
     digest = hashlib.sha256(np.ascontiguousarray(x).tobytes() + np.asarray(y).tobytes())

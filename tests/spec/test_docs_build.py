@@ -70,7 +70,7 @@ def test_mkdocs_strict_build(site):
 
 def _public_names() -> dict[str, str]:
     """Canonical dotted path of every public object: each package's ``__all__`` (resolved
-    through its ``from .module import name`` lines) and every public top-level function
+    through its ``from .module import name`` lines or its lazy ``_SOURCES`` table) and every public top-level function
     and class of PUBLIC_MODULES (its ``__all__`` where it has one). Read with ast: nothing
     is imported."""
     found = {}
@@ -79,6 +79,11 @@ def _public_names() -> dict[str, str]:
         source = {alias.name: f"{package}.{node.module}" for node in tree.body
                   if isinstance(node, ast.ImportFrom) and node.level == 1
                   for alias in node.names}
+        lazy = next((ast.literal_eval(node.value) for node in tree.body  # name -> submodule
+                     if isinstance(node, ast.Assign) and any(
+                         isinstance(t, ast.Name) and t.id == "_SOURCES" for t in node.targets)),
+                    {})  # of a package that imports on first use (adaperceiver/__init__.py)
+        source.update({name: f"{package}.{module}" for name, module in lazy.items()})
         for name in _all(tree):
             found[f"{package}.{name}"] = f"{source[name]}.{name}"
     for module in PUBLIC_MODULES:

@@ -15,7 +15,7 @@ import torch
 from PIL import Image
 
 import reference_numpy as oracle
-from adaperceiver import ClassificationAdaPerceiver
+from adaperceiver import ClassificationAdaPerceiver, cluttered
 from adaperceiver.cli import main
 from adaperceiver.digits import BUNDLED_MODEL, DIGITS_FILE
 
@@ -60,19 +60,27 @@ def test_digits():
 
 
 def test_demo_prints_the_grid_and_writes_the_plot(tmp_path):
-    """demo: every (N, depth, width) configuration (ANY-1) and both exit policies at 5
-    thresholds (EXIT-2, EXIT-3), a Pareto front, accuracies of a trained model, a PNG."""
+    """demo: the pixel baselines with intervals, every (N, depth, width) configuration
+    (ANY-1) and both exit policies at 5 thresholds (EXIT-2, EXIT-3), sorted by compute, a
+    Pareto front, the trained model far above the baselines, the findings, a PNG."""
     result = _run("demo", cwd=tmp_path)
     assert result.returncode == 0, result.stderr
-    rows = _table_rows(result.stdout)
-    assert len(rows) == 3 * 4 * 3 + 5 * 2
+    out = result.stdout
+    baselines = [float(ln.split("%")[0].split()[-1]) for ln in out.splitlines()
+                 if "on pixels" in ln]
+    assert len(baselines) == 3 and all(5 < b < 40 for b in baselines)
+    rows = _table_rows(out)
+    assert len(rows) == 4 * 6 * 3 + 5 * 2
+    gflops = [float(r[5 + 4] if r[0] == "exit" else r[3 + 4]) for r in rows]  # after the name
+    assert gflops == sorted(gflops)
     assert any(r[-1] == "*" for r in rows)
-    full = next(r for r in rows if r[:3] == ["N=16", "depth=4", "width=64"])
-    assert float(full[3]) >= 94.0
+    full = next(r for r in rows if r[:3] == ["N=16", "depth=6", "width=64"])
+    assert float(full[3]) >= max(baselines) + 50
+    assert "keeping 95 % of full accuracy" in out and "each axis with the other two" in out
     png = tmp_path / "adaperceiver-demo.png"
-    assert f"wrote the plot to {png.name}" in result.stdout
+    assert f"wrote the plot to {png.name}" in out
     assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
-    assert "Traceback" not in result.stderr
+    assert result.stderr == ""
 
 
 def test_sweep_writes_results_and_answers_a_budget(tmp_path):
@@ -105,18 +113,19 @@ def test_classify_drawn_digits(tmp_path, test_digits):
         paths.append(path.name)
     result = _run("classify", *paths, cwd=tmp_path)
     assert result.returncode == 0, result.stderr
-    lines = [ln.split() for ln in result.stdout.splitlines()[1:]]
+    said, header, *rest = result.stdout.splitlines()
+    assert said.startswith("image files: one handwritten digit per image") and "40 x 40" in said
+    lines = [ln.split() for ln in rest]
     assert [ln[0] for ln in lines] == paths
     top1 = [int(ln[3]) for ln in lines]
     assert sum(p == y for p, y in zip(top1, labels[:12], strict=True)) >= 10
-    assert all(ln[1] == "4" for ln in lines)  # full depth without early exit
+    assert all(ln[1] == "6" for ln in lines)  # full depth without early exit
 
 
-def test_classify_npy_reports_exit_depths(tmp_path, capsys, test_digits):
-    """classify on a .npy batch with per-sample early exit: classes and exit depths are the
-    model's own for the same call (EXIT-3, EXIT-4)."""
-    counts, _ = test_digits
-    x = (counts[:20, None] / 16).astype(np.float32)
+def test_classify_npy_reports_exit_depths(tmp_path, capsys):
+    """classify on a .npy batch of test canvases with per-sample early exit: classes and exit
+    depths are the bundled model's own for the same call (EXIT-3, EXIT-4)."""
+    x = cluttered.test_set()[0][:20]
     np.save(tmp_path / "x.npy", x)
     assert main(["classify", str(tmp_path / "x.npy"), "--depth-tau", "0.9",
                  "--exit-policy", "per_sample", "--num-tokens", "8"]) == 0
@@ -141,7 +150,8 @@ def test_classify_names_imagenet_classes(tmp_path, capsys):
                  str(tmp_path / "photo.jpg")]) == 0
     out = capsys.readouterr().out
     names = (ROOT / "adaperceiver" / "data" / "imagenet_classes.tsv").read_text().splitlines()
-    shown = out.splitlines()[1].split("  ")[-1]
+    assert out.startswith("image files: any RGB photo")
+    shown = out.splitlines()[2].split("  ")[-1]
     assert shown.split(" (")[0] in {n.split("\t")[1].split(",")[0] for n in names}
     assert len(shown.split("), ")) == 5
 
@@ -149,7 +159,7 @@ def test_classify_names_imagenet_classes(tmp_path, capsys):
 def test_train_writes_a_published_layout_checkpoint(tmp_path):
     """train (3 steps): config.json holds exactly the constructor keys (CKPT-2) and the
     checkpoint loads with from_pretrained and the oracle (CKPT-1); metadata records how."""
-    result = _run("train", "--out", "ck", "--epochs", "1", "--max-steps", "3", cwd=tmp_path)
+    result = _run("train", "--out", "ck", "--steps", "3", cwd=tmp_path)
     assert result.returncode == 0, result.stderr
     config = json.loads((tmp_path / "ck" / "config.json").read_text())
     assert set(config) == set(oracle.default_config(embed_dim=8, num_heads=2, depth=1,
@@ -157,8 +167,10 @@ def test_train_writes_a_published_layout_checkpoint(tmp_path):
     ClassificationAdaPerceiver.from_pretrained(tmp_path / "ck")
     oracle.load_checkpoint(tmp_path / "ck")
     meta = json.loads((tmp_path / "ck" / "adaperceiver.json").read_text())
-    assert meta["training"]["command"] == "adaperceiver train --out ck --epochs 1 --max-steps 3"
-    assert len(meta["test_accuracy"]["grid"]) == 36
+    assert meta["training"]["command"] == "adaperceiver train --out ck --steps 3"
+    assert meta["training"]["steps"] == 3 and meta["training"]["seed"] == 0
+    assert len(meta["test_accuracy"]["correct"]) == 4 * 6 * 3 + 5 * 2
+    assert "N=16 depth=6 width=64" in result.stdout  # the per-budget table
 
 
 def _write_npy_header(path: Path, shape: tuple[int, ...], descr: str = "<f4") -> None:
@@ -209,7 +221,7 @@ ERROR_CASES = [
     (["classify", "{d}/ok.npy", "--num-tokens", "0"], 2, "--num-tokens"),
     (["classify", "{d}/ok.npy", "--num-tokens", "70000"], 2, "--num-tokens"),
     (["classify", "{d}/ok.npy", "--mat-dim", "999"], 1, "--mat-dim must be in 1..64"),
-    (["classify", "{d}/ok.npy", "--depth", "9"], 1, "--depth must be in 1..4"),
+    (["classify", "{d}/ok.npy", "--depth", "9"], 1, "--depth must be in 1..6"),
     (["classify", "{d}/ok.npy", "--depth-tau", "1.5"], 2, "--depth-tau"),
     (["classify", "{d}/ok.npy", "--depth", "2", "--depth-tau", "0.5"], 2, "not allowed with"),
     (["classify", "{d}/ok.npy", "--checkpoint", "{d}/no-such-dir"], 1, "no-such-dir"),
@@ -217,7 +229,7 @@ ERROR_CASES = [
     (["classify", "{d}/ok.npy", "--checkpoint", "{d}/distill"], 1, "DistillAdaPerceiver"),
     (["classify", "{d}/ok.npy", "--checkpoint", "{d}/tiny"], 1, "x must"),
     (["sweep", "--data", "{d}/missing"], 1, "not a directory"),
-    (["sweep", "--checkpoint", "{d}/tiny"], 1, "the bundled digits are 1 x 8 x 8"),
+    (["sweep", "--checkpoint", "{d}/tiny"], 1, "the bundled set 'cluttered' holds 1 x 40 x 40"),
     (["sweep", "--out", "{d}/afile"], 1, "not a directory"),
     (["sweep", "--budget", "-1"], 2, "--budget"),
     (["sweep", "--out", "{d}/sweep", "--budget", "1e-9"], 1, "below the cheapest"),

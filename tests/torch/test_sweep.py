@@ -233,10 +233,13 @@ def test_unreadable_image_is_one_line(setup, tmp_path, capsys):
 
 
 def test_untrained_budgets_warn_once_and_are_marked(tmp_path, capsys):
-    """--num-tokens 12 and width 40 lie outside the bundled model's trained 4, 8, 16 and
+    """--num-tokens 12 and width 40 lie outside the 8 x 8 digits model's trained 4, 8, 16 and
     32, 48, 64: one warning line, and exactly their rows flagged '!'."""
-    assert main(["sweep", "--out", str(tmp_path / "o"), "--num-tokens", "12", "--widths",
-                 "40,64", "--threads", "1"]) == 0
+    from adaperceiver.digits import DIGITS_MODEL
+
+    assert main(["sweep", "--checkpoint", str(DIGITS_MODEL), "--data", "digits", "--out",
+                 str(tmp_path / "o"), "--num-tokens", "12", "--widths", "40,64",
+                 "--threads", "1"]) == 0
     captured = capsys.readouterr()
     warnings = [ln for ln in captured.err.splitlines() if "warning" in ln]
     assert len(warnings) == 1 and "N=12" in warnings[0] and "width=40" in warnings[0]
@@ -249,15 +252,16 @@ def test_untrained_budgets_warn_once_and_are_marked(tmp_path, capsys):
 
 
 def test_bundled_digits_rows_equal_the_model(tmp_path):
-    """--data digits: the full configuration's accuracy is the model's own on the bundled
-    test split."""
-    from adaperceiver.digits import BUNDLED_MODEL, load_digits
+    """--data digits: the full configuration's accuracy is the 8 x 8 digits model's own on
+    its bundled test split."""
+    from adaperceiver.digits import DIGITS_MODEL, load_digits
 
-    assert main(["sweep", "--out", str(tmp_path / "o"), "--threads", "1"]) == 0
+    assert main(["sweep", "--checkpoint", str(DIGITS_MODEL), "--data", "digits", "--out",
+                 str(tmp_path / "o"), "--threads", "1"]) == 0
     rows = json.loads((tmp_path / "o" / "results.json").read_text())["rows"]
     full = next(r for r in rows if r["name"] == "N=16 depth=4 width=64")
     x, y = load_digits("test")
-    model = ClassificationAdaPerceiver.from_pretrained(BUNDLED_MODEL)
+    model = ClassificationAdaPerceiver.from_pretrained(DIGITS_MODEL)
     with torch.inference_mode():
         pred = model(torch.from_numpy(x)).logits[:, 0].argmax(-1).numpy()
     assert full["num_images"] == len(y) == 359

@@ -65,7 +65,7 @@ def test_a_few_steps_lower_the_loss(canvases):
 def test_a_non_finite_loss_stops_training():
     """lr 1e30 makes the weights, then the loss, non-finite within a few steps: training stops
     with TrainingDiverged naming the step and the learning rate."""
-    with pytest.raises(TrainingDiverged, match=r"at step \d+ \(lr 1e\+30"):
+    with pytest.raises(TrainingDiverged, match=r"at step \d+ with lr 1e\+30"):
         train(RECIPE, TrainSettings(steps=20, batch_size=8, lr=1e30, warmup=0), progress=False)
 
 
