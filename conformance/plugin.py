@@ -411,8 +411,8 @@ class _Session:
                                              else failed[0].longrepr)
             if incident is not None:  # the port timed out or crashed: that is the failure
                 message = incident["message"]
-                record = {**(record or {}), "repro": incident["repro"] or (record or {}).get(
-                    "repro")}
+                record = {**(record or {}), "message": message,  # not a check's located message
+                          "repro": incident["repro"] or (record or {}).get("repro")}
                 extra["incident"] = {"kind": incident["kind"], "message": incident["message"]}
             failed_clauses = failed_clauses_of(record or {}, message, clauses_of(item))
         elif skipped:

@@ -79,7 +79,7 @@ def digits_image(image: np.ndarray) -> np.ndarray:
 
 
 def digit_canvas(image: np.ndarray, canvas: int, scale: int) -> np.ndarray:
-    """PRE-7: grey digit (1, H, W) uint8 -> (1, canvas, canvas) float64: the PRE-5 digit
+    """PRE-7: grey digit (1, H_img, W_img) uint8 -> (1, canvas, canvas) float64: the PRE-5 digit
     upscaled by pixel repetition, centred at offset (canvas - 8 * scale) // 2."""
     digit = np.kron(digits_image(image)[0], np.ones((scale, scale)))  # (8s, 8s)
     side = digit.shape[0]

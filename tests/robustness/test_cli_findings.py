@@ -82,7 +82,7 @@ def test_train_help_gives_every_default_and_cites_no_missing_file(capsys):
     assert _status(["train", "--help"]) == 0
     text = capsys.readouterr().out
     flags = re.findall(r"^  (--[a-z-]+)", text, flags=re.M)
-    assert {"--out", "--epochs", "--lr", "--weight-decay", "--threads", "--force"} <= set(flags)
+    assert {"--out", "--steps", "--lr", "--weight-decay", "--threads", "--force"} <= set(flags)
     options = text.split("options:")[1]
     entries = re.split(r"\n  (?=-)", options)[1:]  # one entry per flag, help included
     for entry in entries:

@@ -22,7 +22,7 @@ from adaperceiver.cli import main
 from adaperceiver.files import WriteError, atomic_write
 
 ROOT = Path(__file__).resolve().parents[2]
-TRAIN = ["train", "--epochs", "1", "--max-steps", "1"]
+TRAIN = ["train", "--steps", "1"]
 
 
 def _status(argv: list[str]) -> int:
@@ -174,7 +174,7 @@ def test_diverging_training_stops_and_writes_nothing(tmp_path, capsys, flag, val
     """A non-finite loss stops training at that step with one line naming the settings;
     exit 1 and no output directory."""
     out = tmp_path / "ck"
-    assert _status(["train", "--epochs", "1", "--max-steps", "5", "--out", str(out),
+    assert _status(["train", "--steps", "5", "--out", str(out),
                     flag, value]) == 1
     err = capsys.readouterr().err.strip().splitlines()
     assert err[-1].startswith("adaperceiver train: error: the training loss is ")

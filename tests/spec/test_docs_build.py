@@ -70,8 +70,9 @@ def test_mkdocs_strict_build(site):
 
 def _public_names() -> dict[str, str]:
     """Canonical dotted path of every public object: each package's ``__all__`` (resolved
-    through its ``from .module import name`` lines or its lazy ``_SOURCES`` table) and every public top-level function
-    and class of PUBLIC_MODULES (its ``__all__`` where it has one). Read with ast: nothing
+    through its ``from .module import name`` lines or its lazy ``_SOURCES`` table) and
+    every public top-level function and class of PUBLIC_MODULES (its ``__all__`` where it
+    has one). Read with ast: nothing
     is imported."""
     found = {}
     for package in PUBLIC_PACKAGES:

@@ -17,7 +17,7 @@ from PIL import Image
 
 from adaperceiver import ClassificationAdaPerceiver
 from adaperceiver.cli import classify, common, main
-from adaperceiver.digits import BUNDLED_MODEL, load_digits
+from adaperceiver.digits import DIGITS_MODEL, load_digits
 from adaperceiver.flops import flops
 
 
@@ -52,7 +52,7 @@ def test_stderr_is_clean_for_every_image_mode(tmp_path, capsys):
     assert main(["classify", *paths]) == 0
     captured = capsys.readouterr()
     assert captured.err == ""
-    assert len(captured.out.splitlines()) == 1 + len(paths)
+    assert len(captured.out.splitlines()) == 2 + len(paths)  # what files become, the header
 
 
 def test_batches_give_the_results_of_one_pass(digits_npy, capsys, monkeypatch):
@@ -66,10 +66,11 @@ def test_batches_give_the_results_of_one_pass(digits_npy, capsys, monkeypatch):
         return forward(self, x, **kwargs)
 
     monkeypatch.setattr(ClassificationAdaPerceiver, "forward", recording)
-    assert main(["classify", str(digits_npy), "--num-tokens", "8", "--batch-size", "7"]) == 0
+    assert main(["classify", "--checkpoint", str(DIGITS_MODEL), str(digits_npy),
+                 "--num-tokens", "8", "--batch-size", "7"]) == 0
     batched = capsys.readouterr()
     assert sizes == [7, 7, 6] and batched.err == ""
-    model = ClassificationAdaPerceiver.from_pretrained(BUNDLED_MODEL)
+    model = ClassificationAdaPerceiver.from_pretrained(DIGITS_MODEL)
     x = torch.from_numpy(np.load(digits_npy))
     with torch.inference_mode():
         logits = forward(model, x, num_tokens=8).logits[:, 0]
@@ -82,15 +83,15 @@ def test_batches_shrink_to_the_available_memory(digits_npy, capsys, monkeypatch)
     note on stderr; an image that alone exceeds it is refused before any work."""
     from adaperceiver.limits import estimate_bytes
 
-    config = ClassificationAdaPerceiver.from_pretrained(BUNDLED_MODEL).config
+    config = ClassificationAdaPerceiver.from_pretrained(DIGITS_MODEL).config
     per_image = estimate_bytes(config, (1, 1, 8, 8), 16, 4) + 4 * 64
     monkeypatch.setattr(classify, "available_memory", lambda: 2 * 5 * per_image + 1)
-    assert main(["classify", str(digits_npy)]) == 0
+    assert main(["classify", "--checkpoint", str(DIGITS_MODEL), str(digits_npy)]) == 0
     captured = capsys.readouterr()
     assert captured.err.startswith("classify: batches of 5 images (20 would need more")
     assert len(captured.out.splitlines()) == 21
     monkeypatch.setattr(classify, "available_memory", lambda: per_image)
-    assert _status(["classify", str(digits_npy)]) == 1
+    assert _status(["classify", "--checkpoint", str(DIGITS_MODEL), str(digits_npy)]) == 1
     err = capsys.readouterr().err
     assert "needs an estimated" in err and "memory available now" in err
 
@@ -107,10 +108,11 @@ def test_available_memory_is_memavailable():
 def test_a_call_far_above_the_trained_budget_prints_its_estimate(digits_npy, capsys):
     """num_tokens 512 on the 16-latent digits model: the estimate (analytic GFLOPs per
     image, the ratio to the trained budget, a time at a measured rate) comes first."""
-    config = ClassificationAdaPerceiver.from_pretrained(BUNDLED_MODEL).config
+    config = ClassificationAdaPerceiver.from_pretrained(DIGITS_MODEL).config
     per_image, trained = flops(config, num_tokens=512) / 1e9, flops(config) / 1e9
     assert per_image > classify.FAR_ABOVE * trained
-    assert main(["classify", str(digits_npy), "--num-tokens", "512"]) == 0
+    assert main(["classify", "--checkpoint", str(DIGITS_MODEL), str(digits_npy),
+                 "--num-tokens", "512"]) == 0
     err = capsys.readouterr().err
     match = re.match(r"classify: 20 image\(s\) at an estimated (\S+) GFLOPs each, (\S+)x the "
                      r"checkpoint's trained budget \((\S+) GFLOPs\); .* roughly \d+ (s|min|h) at "
@@ -118,7 +120,8 @@ def test_a_call_far_above_the_trained_budget_prints_its_estimate(digits_npy, cap
     assert match, err
     assert float(match[1]) == pytest.approx(per_image, rel=1e-3)
     assert float(match[3]) == pytest.approx(trained, rel=1e-2)
-    assert main(["classify", str(digits_npy), "--num-tokens", "16"]) == 0
+    assert main(["classify", "--checkpoint", str(DIGITS_MODEL), str(digits_npy),
+                 "--num-tokens", "16"]) == 0
     assert capsys.readouterr().err == ""  # the trained budget is not announced
 
 
@@ -130,7 +133,8 @@ def test_progress_bar_over_batches_on_a_terminal(digits_npy, capsys, monkeypatch
 
     terminal = Terminal()
     monkeypatch.setattr("sys.stderr", terminal)
-    assert main(["classify", str(digits_npy), "--batch-size", "5"]) == 0
+    assert main(["classify", "--checkpoint", str(DIGITS_MODEL), str(digits_npy),
+                 "--batch-size", "5"]) == 0
     assert "4/4" in terminal.getvalue() and "classify" in terminal.getvalue()
 
 
@@ -140,7 +144,8 @@ def test_progress_bar_over_batches_on_a_terminal(digits_npy, capsys, monkeypatch
                                               ("--mat-dim", "65", "embed_dim 64")])
 def test_budget_flags_name_the_checkpoint_range(digits_npy, capsys, flag, value, key):
     """Too small and too large say the same: the checkpoint's range and config value."""
-    assert _status(["classify", str(digits_npy), flag, value]) == 1
+    assert _status(["classify", "--checkpoint", str(DIGITS_MODEL), str(digits_npy),
+                    flag, value]) == 1
     high = key.split()[1]
     assert capsys.readouterr().err == (f"adaperceiver classify: error: {flag} must be in "
                                        f"1..{high} for this checkpoint (config {key}), "
