@@ -46,6 +46,7 @@ from torch import Tensor, nn
 from ..arguments import CallArgs, parse_call
 from ..masks import granularities
 from ..model import ClassificationAdaPerceiver, DistillAdaPerceiver
+from .quantize import QUANTIZE, quantize_int8
 
 OPSET = 20  # >= 18: Resize with antialias (PATCH-2) needs opset 18
 METADATA_CONFIG = "adaperceiver.config"  # the checkpoint's config.json (JSON)
@@ -261,16 +262,19 @@ def export_onnx(model_or_checkpoint: Model | str | Path, out: str | Path | None,
                 num_tokens: int | None = None, mat_dim: int | None = None,
                 depth: int | None = None, image_size: Sequence[int] | None = None,
                 token_grans: Sequence[int] | None = None, anytime: bool = False,
-                optimize: bool = True) -> ExportResult:
+                optimize: bool = True, quantize: str | None = None) -> ExportResult:
     """Export one static configuration of a model or checkpoint to ONNX (see the module doc).
 
     ``out=None`` returns the checked ModelProto without writing it. ``optimize`` runs the
     exporter's ONNX optimizer (constant folding); without it every initializer is a
     checkpoint parameter named ``PARAM_PREFIX + key``, so other checkpoints of the same
-    config can be swapped in (``swap_weights``).
+    config can be swapped in (``swap_weights``). ``quantize="int8"`` quantizes the weight
+    MatMuls (``adaperceiver.onnx.quantize``); None keeps float32.
     """
     import onnx
 
+    if quantize not in (None, *QUANTIZE):
+        raise ValueError(f"quantize must be one of {list(QUANTIZE)} or None, got {quantize!r}")
     model = load_model(model_or_checkpoint)
     gc, call = graph_config(model, num_tokens=num_tokens, mat_dim=mat_dim, depth=depth,
                             image_size=image_size, token_grans=token_grans, anytime=anytime)
@@ -288,6 +292,8 @@ def export_onnx(model_or_checkpoint: Model | str | Path, out: str | Path | None,
                        (METADATA_GRAPH, gc.to_json())):
         proto.metadata_props.add(key=key, value=value)
     onnx.checker.check_model(proto, full_check=True)
+    if quantize == "int8":
+        proto = quantize_int8(proto)
     seconds = time.perf_counter() - start
     data = proto.SerializeToString()
     path = None
@@ -351,6 +357,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                         help="image height and width (default: the trained size)")
     parser.add_argument("--anytime", action="store_true",
                         help="also output the anytime grid 'grid' (B, depth, G, C)")
+    parser.add_argument("--quantize", choices=QUANTIZE,
+                        help="int8: quantize the weight matmuls (ONNX Runtime dynamic "
+                             "quantization; default: float32)")
     parser.set_defaults(func=run)
 
 
@@ -358,7 +367,8 @@ def run(args: argparse.Namespace) -> int:
     """Run ``export-onnx``; prints the configuration, export time and file size."""
     result = export_onnx(args.checkpoint, args.out, num_tokens=args.num_tokens,
                          mat_dim=args.mat_dim, depth=args.depth,
-                         image_size=args.image_size, anytime=args.anytime)
+                         image_size=args.image_size, anytime=args.anytime,
+                         quantize=args.quantize)
     print(f"wrote {result.path} ({result.size_bytes / 2**20:.1f} MiB) in {result.seconds:.1f} s: "
           f"{result.config.to_json()}")
     return 0
