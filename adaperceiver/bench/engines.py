@@ -13,13 +13,12 @@
    seconds (export, quantization, compilation with its first call); the process's peak
    resident memory after the path was set up and run (``ru_maxrss``, cumulative, so it
    grows in row order);
-3. proportionality at batch 8: for each path but the peer, the time of width 416, of
-   N = 64 tokens and of a per-sample confidence exit relative to its own full budget
-   (median of per-round ratios) beside the FLOP ratio (for ONNX Runtime each budget is
-   another export, and the exit runs the anytime graph, which saves no compute);
-4. with ``--profile``: the share of one batch-8 forward in GEMMs, attention and the rest
-   (elementwise, norms, copies) for ours eager (torch profiler, self times) and ONNX
-   Runtime float32 (its node profile).
+3. proportionality at batch 8: for each path but the peer, the time of width 416 and of
+   N = 64 tokens relative to its own full budget (median [min..max] of per-round ratios)
+   beside the FLOP ratio (for ONNX Runtime each budget is another export);
+4. with ``--profile``: the milliseconds (and shares) of one batch-8 forward in GEMMs,
+   attention and the rest (elementwise, norms, copies) for ours eager (torch profiler,
+   self times) and ONNX Runtime float32 (its node profile).
 
 The load average is printed before and after; on a shared machine trust the per-round
 ratios, not the absolute times.
@@ -50,8 +49,8 @@ from ..onnx.quantize import quantize_int8
 from ..onnx.session import OnnxGraph
 from .ceiling import gemm_ceilings
 from .peer import PeerAdaPerceiver
-from .published import PUBLISHED, randomize
-from .timing import interleaved, load, ratios, spread
+from .published import PUBLISHED, published_model
+from .timing import add_round_arguments, interleaved, load, ratios, spread
 
 FULL = (256, 832, 21)  # (N, width, depth)
 SMALLER = {"width 416": (256, 416, 21), "N 64": (64, 832, 21)}
@@ -162,21 +161,20 @@ def bench_proportions(all_paths: list[Route], x: torch.Tensor, rounds: int, conf
         print(f"  {path.name:<28} time / full: {', '.join(cells)}", flush=True)
 
 
-def _torch_shares(call: Callable[[], Any]) -> dict[str, float]:
-    """Shares of self CPU time by op class in one profiled call (torch profiler)."""
+def _torch_classes(call: Callable[[], Any]) -> Counter:
+    """Self CPU milliseconds by op class in one profiled call (torch profiler)."""
     with torch.profiler.profile(activities=[torch.profiler.ProfilerActivity.CPU]) as prof:
         call()
     classes: Counter = Counter()
     for event in prof.key_averages():
         kind = ("GEMM" if event.key in GEMM_NAMES else
                 "attention" if event.key in ATTENTION_NAMES else "elementwise/other")
-        classes[kind] += event.self_cpu_time_total
-    total = sum(classes.values())
-    return {k: v / total for k, v in classes.items()}
+        classes[kind] += event.self_cpu_time_total / 1e3
+    return classes
 
 
-def _ort_shares(proto: Any, x: np.ndarray) -> dict[str, float]:
-    """Shares of kernel time by op class in one run (ONNX Runtime's node profile): MatMul
+def _ort_classes(proto: Any, x: np.ndarray) -> Counter:
+    """Kernel milliseconds by op class in one run (ONNX Runtime's node profile): MatMul
     (and Gemm, MatMulInteger) against a weight = GEMM; MatMul of two activations and
     Softmax = attention; the rest elementwise/other."""
     import onnxruntime as ort
@@ -210,29 +208,29 @@ def _ort_shares(proto: Any, x: np.ndarray) -> dict[str, float]:
         kind = kind_of.get(node) or ("GEMM" if "MatMul" in op or op in ("Gemm", "FusedGemm")
                                      else "attention" if op == "Softmax"
                                      else "elementwise/other")
-        classes[kind] += event["dur"]
-    total = sum(classes.values())
-    return {k: v / total for k, v in classes.items()}
+        classes[kind] += event["dur"] / 1e3
+    return classes
 
 
-def bench_profile(model: ClassificationAdaPerceiver, x: torch.Tensor) -> None:
-    """Part 4: op-class shares of ours eager and ONNX Runtime float32 at the full budget."""
-    N, m, d = FULL
+def bench_profile(model: ClassificationAdaPerceiver, x: torch.Tensor,
+                  full: tuple[int, int, int] = FULL) -> None:
+    """Part 4: op-class times of ours eager and ONNX Runtime float32 at ``full``."""
+    N, m, d = full
     proto = export_onnx(model, None, num_tokens=N, mat_dim=m, depth=d).proto
     with torch.inference_mode():
-        mine = _torch_shares(partial(model, x, num_tokens=N, mat_dim=m, depth=d))
-    theirs = _ort_shares(proto, x.numpy())
-    for name, shares in (("ours eager", mine), ("onnxruntime fp32", theirs)):
-        print(f"  {name:<18} " + ", ".join(f"{k} {shares.get(k, 0):.1%}" for k in
-                                            ("GEMM", "attention", "elementwise/other")))
+        mine = _torch_classes(partial(model, x, num_tokens=N, mat_dim=m, depth=d))
+    theirs = _ort_classes(proto, x.numpy())
+    for name, ms in (("ours eager", mine), ("onnxruntime fp32", theirs)):
+        total = sum(ms.values())
+        print(f"  {name:<18} total {total:.0f} ms: " + ", ".join(
+            f"{k} {ms[k]:.0f} ms ({ms[k] / total:.0%})"
+            for k in ("GEMM", "attention", "elementwise/other")))
 
 
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(prog="python -m adaperceiver.bench.engines",
                                      description=__doc__.splitlines()[0])
-    parser.add_argument("--quick", action="store_true",
-                        help="3 rounds, 3 GEMM samples, proportions at batch 8 only")
-    parser.add_argument("--rounds", type=int, default=7, help="interleaved timing rounds")
+    add_round_arguments(parser, "3 rounds, 3 GEMM samples, proportions at batch 8 only")
     parser.add_argument("--compile", action="store_true",
                         help="also the compiled path (compiles each budget for minutes)")
     parser.add_argument("--profile", action="store_true",
@@ -240,8 +238,7 @@ def main(argv: list[str] | None = None) -> None:
     args = parser.parse_args(argv)
     rounds, samples = (3, 3) if args.quick else (args.rounds, 7)
     torch.manual_seed(0)
-    model = ClassificationAdaPerceiver(**PUBLISHED).eval()
-    randomize(model)
+    model = published_model()
     print(f"torch {torch.__version__}, {torch.get_num_threads()} threads, load average "
           f"{load()}; {rounds} rounds; times as median [min..max]", flush=True)
     for rows in (2048, 256):  # B x N at batch 8 and 1
