@@ -9,11 +9,11 @@
   outside the quantized matmuls, with the tolerance ``INT8_RTOL`` for every test (a port
   override with its reason, shown in the report).
 
-``INT8_RTOL`` comes from measurement: the worst relative logits error over the suite's
-goldens (ci profile) was 4.3e-2 and on the bundled digits test set 4.4e-2 (359 images,
-top-1 agreement with float32 99.7 %), so 1e-1 leaves a factor of about two; an int8
-path's error scales with the activations' range per tensor, not with the model's
-arithmetic, so it is not a float32 tolerance loosened by a constant.
+``INT8_RTOL`` comes from measurement: on the bundled digits model the worst relative
+logits error over the 359 test images was 4.4e-2 (top-1 agreement with float32 99.7 %),
+and 4.5e-2 at the published size with random weights (the issue's measurement), so 1e-1
+leaves a factor of about two. An int8 path's error follows the activations' range per
+tensor, not the model's arithmetic, so it is not a float32 tolerance loosened by a constant.
 """
 
 from __future__ import annotations
@@ -29,7 +29,8 @@ from .torch_port import TorchAdapter
 
 INT8_RTOL = 1e-1  # int8 dynamic quantization of the weight matmuls (module doc)
 INT8_REASON = ("int8: weight matmuls dynamically quantized (ONNX Runtime quantize_dynamic, "
-               "per-tensor uint8 activations x int8 weights); measured worst 4.4e-2")
+               "per-tensor uint8 activations x int8 weights); measured worst 4.4e-2 on the "
+               "bundled digits model")
 
 
 class Int8Adapter(OnnxRuntimeAdapter):
