@@ -245,10 +245,11 @@ def main(argv: list[str] | None = None) -> None:
         gemm_ceilings(rows, samples)
     all_paths = paths(model, args.compile)
     with torch.inference_mode():
-        for batch in (8, 1):
-            x = torch.randn(batch, 3, 224, 224)
+        inputs = {batch: torch.randn(batch, 3, 224, 224) for batch in (8, 1)}
+        for batch, x in inputs.items():
             print(f"\nbatch {batch}, budget (N, width, depth) = {FULL}, load average {load()}")
             bench_paths(all_paths, x, rounds)
+        for batch, x in inputs.items():  # after the rows: each smaller budget is an export
             if batch == 8 or not args.quick:
                 print(f"proportionality at batch {batch}:")
                 bench_proportions(all_paths, x, rounds, PUBLISHED)
