@@ -46,8 +46,8 @@ from ..model import ClassificationAdaPerceiver
 from ..rope import rope_tables
 from . import anytime
 from .peer import PeerAdaPerceiver
-from .published import CONFIGS, PUBLISHED, WIDTHS, randomize
-from .timing import interleaved, load, ratios, spread
+from .published import CONFIGS, WIDTHS, published_model
+from .timing import add_round_arguments, interleaved, load, ratios, spread
 
 GEMM_OPS = ("aten::addmm", "aten::mm", "aten::bmm", "aten::baddbmm",
             "mkl::_mkl_linear")  # the last: the compiled path's prepacked linears
@@ -276,9 +276,7 @@ def bench_compiled(model: ClassificationAdaPerceiver, compiled: Callable[..., ob
 
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--quick", action="store_true",
-                        help="3 rounds, 3 GEMM samples, width and exit rows at batch 8 only")
-    parser.add_argument("--rounds", type=int, default=7, help="interleaved timing rounds")
+    add_round_arguments(parser, "3 rounds, 3 GEMM samples, width and exit rows at batch 8 only")
     parser.add_argument("--samples", type=int, default=7, help="samples per GEMM shape")
     parser.add_argument("--compile", action="store_true",
                         help="also time the compiled path at every budget (compiles for minutes)")
@@ -287,8 +285,7 @@ def main(argv: list[str] | None = None) -> None:
     args = parser.parse_args(argv)
     rounds, samples = (3, 3) if args.quick else (args.rounds, args.samples)
     torch.manual_seed(0)
-    model = ClassificationAdaPerceiver(**PUBLISHED).eval()
-    randomize(model)
+    model = published_model()
     peer = PeerAdaPerceiver(model.config).eval()
     peer.load_state_dict(model.state_dict())
     print(f"torch {torch.__version__}, {torch.get_num_threads()} threads, {os.cpu_count()} CPUs, "

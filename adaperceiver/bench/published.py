@@ -31,3 +31,12 @@ def randomize(model: torch.nn.Module, seed: int = 0) -> None:
                 p.copy_(z / math.sqrt(p[0].numel()))
             else:
                 p.copy_(z)
+
+
+def published_model(seed: int = 0) -> torch.nn.Module:
+    """``ClassificationAdaPerceiver`` at the published size, ``randomize``d, in eval mode."""
+    from ..model import ClassificationAdaPerceiver
+
+    model = ClassificationAdaPerceiver(**PUBLISHED).eval()
+    randomize(model, seed)
+    return model

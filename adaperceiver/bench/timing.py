@@ -3,6 +3,7 @@ ratios and the load average."""
 
 from __future__ import annotations
 
+import argparse
 import os
 import statistics
 import time
@@ -37,3 +38,9 @@ def ratios(num: list[float], den: list[float]) -> list[float]:
 
 def load() -> str:
     return f"{os.getloadavg()[0]:.2f}"
+
+
+def add_round_arguments(parser: argparse.ArgumentParser, quick: str) -> None:
+    """``--quick`` (help ``quick``) and ``--rounds R`` (interleaved timing rounds, default 7)."""
+    parser.add_argument("--quick", action="store_true", help=quick)
+    parser.add_argument("--rounds", type=int, default=7, help="interleaved timing rounds")

@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from ..files import check_writable
+from ..onnx.quantize import QUANTIZE
 from . import COMMANDS
 from .common import CliError, check_budget, integer, num_tokens
 
@@ -61,7 +62,8 @@ def run(args: argparse.Namespace) -> int:
     model = load_model(args.checkpoint)
     check_budget(args.depth, args.mat_dim, model.config)
     result = export_onnx(model, out, num_tokens=args.num_tokens, mat_dim=args.mat_dim,
-                         depth=args.depth, image_size=args.image_size, anytime=args.anytime)
+                         depth=args.depth, image_size=args.image_size, anytime=args.anytime,
+                         quantize=args.quantize)
     print(f"wrote {result.path} ({result.size_bytes / 2**20:.1f} MiB) in {result.seconds:.1f} s: "
           f"{result.config.to_json()}")
     return 0
@@ -91,4 +93,7 @@ def register(subparsers: Any) -> None:
                         help="image height and width (default: the trained size)")
     parser.add_argument("--anytime", action="store_true",
                         help="also output the anytime grid 'grid' (B, depth, G, C)")
+    parser.add_argument("--quantize", choices=QUANTIZE,
+                        help="int8: quantize the weight matmuls (ONNX Runtime dynamic "
+                        "quantization; default: float32)")
     parser.set_defaults(func=run)

@@ -47,6 +47,7 @@ from ..arguments import CallArgs, parse_call
 from ..files import atomic_write
 from ..masks import granularities
 from ..model import ClassificationAdaPerceiver, DistillAdaPerceiver
+from .quantize import QUANTIZE, quantize_int8
 
 OPSET = 20  # >= 18: Resize with antialias (PATCH-2) needs opset 18
 METADATA_CONFIG = "adaperceiver.config"  # the checkpoint's config.json (JSON)
@@ -262,16 +263,19 @@ def export_onnx(model_or_checkpoint: Model | str | Path, out: str | Path | None,
                 num_tokens: int | None = None, mat_dim: int | None = None,
                 depth: int | None = None, image_size: Sequence[int] | None = None,
                 token_grans: Sequence[int] | None = None, anytime: bool = False,
-                optimize: bool = True) -> ExportResult:
+                optimize: bool = True, quantize: str | None = None) -> ExportResult:
     """Export one static configuration of a model or checkpoint to ONNX (see the module doc).
 
     ``out=None`` returns the checked ModelProto without writing it. ``optimize`` runs the
     exporter's ONNX optimizer (constant folding); without it every initializer is a
     checkpoint parameter named ``PARAM_PREFIX + key``, so other checkpoints of the same
-    config can be swapped in (``swap_weights``).
+    config can be swapped in (``swap_weights``). ``quantize="int8"`` quantizes the weight
+    MatMuls (``adaperceiver.onnx.quantize``); None keeps float32.
     """
     import onnx
 
+    if quantize not in (None, *QUANTIZE):
+        raise ValueError(f"quantize must be one of {list(QUANTIZE)} or None, got {quantize!r}")
     model = load_model(model_or_checkpoint)
     gc, call = graph_config(model, num_tokens=num_tokens, mat_dim=mat_dim, depth=depth,
                             image_size=image_size, token_grans=token_grans, anytime=anytime)
@@ -289,6 +293,8 @@ def export_onnx(model_or_checkpoint: Model | str | Path, out: str | Path | None,
                        (METADATA_GRAPH, gc.to_json())):
         proto.metadata_props.add(key=key, value=value)
     onnx.checker.check_model(proto, full_check=True)
+    if quantize == "int8":
+        proto = quantize_int8(proto)
     seconds = time.perf_counter() - start
     data = proto.SerializeToString()
     path = None

@@ -103,6 +103,11 @@ class OnnxRuntimeAdapter:
                                                         "torch")} | {
                 "opset": str(export_onnx.OPSET)})
 
+    def prepare(self, proto: Any) -> Any:
+        """The graph a session runs, from the exported one with the checkpoint's weights
+        (float32 here; ``conformance.adapters.precision`` quantizes it)."""
+        return proto
+
     def load(self, checkpoint_dir: str) -> Handle:
         model = self._export.load_model(Path(checkpoint_dir))
         weights = {k: v.detach().float().numpy() for k, v in model.state_dict().items()}
@@ -177,7 +182,7 @@ class OnnxRuntimeAdapter:
 
         def session():
             proto = self._export.swap_weights(self.templates.get(key, export), handle.weights)
-            return OnnxGraph(proto, threads=self.threads)
+            return OnnxGraph(self.prepare(proto), threads=self.threads)
 
         return handle.sessions.get(key, session)
 

@@ -1,0 +1,54 @@
+"""The engines benchmark (``adaperceiver.bench.engines``) and the GEMM ceiling
+(``adaperceiver.bench.ceiling``) print their rows; tiny sizes, no timing asserted."""
+
+from __future__ import annotations
+
+import io
+import re
+from contextlib import redirect_stdout
+
+import pytest
+import torch
+
+import reference_numpy as rn
+from adaperceiver import ClassificationAdaPerceiver
+from adaperceiver.bench.ceiling import backends, gemm_ceilings
+from adaperceiver.bench.engines import bench_paths, bench_proportions, paths
+from adaperceiver.bench.published import randomize
+
+pytest.importorskip("onnxruntime")
+
+
+def test_every_gemm_backend_computes_the_same_product():
+    """Each backend's call is x W^T (float32 agreement), so the ceiling compares like with like."""
+    calls, missing = backends(16, 32, 8)
+    results = {name: torch.as_tensor(call()[0] if name == "mlas" else call()).float()
+               for name, call in calls.items()}
+    assert {"mkl", "openblas", "mlas"} <= set(results) and not missing
+    for name, y in results.items():
+        assert torch.allclose(y, results["mkl"], rtol=1e-4, atol=1e-4), name
+    out = io.StringIO()
+    with redirect_stdout(out):
+        gemm_ceilings(4, samples=1)
+    assert len(re.findall(r"ceiling \d+ \((mkl|onednn|openblas|mlas)\)", out.getvalue())) == 3
+
+
+@pytest.mark.slow  # exports and quantizes two tiny budgets: 10-60 s on the loaded machine
+def test_engine_rows_print_for_a_tiny_model():
+    """One row per path; the fp32 paths agree with ours eager on every top-1 class."""
+    model = ClassificationAdaPerceiver(**rn.tiny_config()).eval()
+    randomize(model)
+    routes = paths(model, compile_=False)
+    x = torch.randn(4, 3, 16, 16)
+    out = io.StringIO()
+    with torch.inference_mode(), redirect_stdout(out):
+        bench_paths(routes, x, rounds=1, full=(8, 16, 2))
+        bench_proportions(routes, x, 1, model.config, full=(8, 16, 2),
+                          smaller={"width 8": (8, 8, 2)})
+    text = out.getvalue()
+    for route in routes:
+        assert route.name in text
+    for name in ("ours eager", "onnxruntime fp32"):
+        row = next(line for line in text.splitlines() if line.startswith(name))
+        assert row.split()[-3] == "1.000", row  # the top-1 column
+    assert text.count("time / full: width 8") == len(routes) - 1
