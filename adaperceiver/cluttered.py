@@ -37,7 +37,7 @@ FRAGMENT = 8  # side of a clutter fragment cut from an upscaled digit
 FRAGMENTS = 8  # clutter fragments per canvas
 TEST_SEED = 2014
 TEST_CANVASES = 3590  # 10 canvases per test digit
-DRAWS = 4 + 5 * FRAGMENTS  # random draws per canvas: digit + position, per fragment 5
+DRAWS = 4 + 5 * FRAGMENTS  # words per canvas: digit, row, column, a spare; 5 per fragment
 
 _GOLDEN = np.uint64(0x9E3779B97F4A7C15)
 
@@ -79,14 +79,8 @@ def _paste(canvas: np.ndarray, piece: np.ndarray, top: np.ndarray, left: np.ndar
     canvas[b, rows, cols] = np.maximum(canvas[b, rows, cols], piece)
 
 
-def _position(words: np.ndarray, room: int, spread: int) -> np.ndarray:
-    """Offsets STRIDE * i, i in a window of ``spread`` of the ``room`` places, centred."""
-    return STRIDE * ((room - spread) // 2 + below(words, spread))
-
-
 def make_canvases(pool: np.ndarray, pool_labels: np.ndarray, seed: int,
-                  indices: np.ndarray, digit_of: np.ndarray | None = None,
-                  spread: int | None = None, fragments: int = FRAGMENTS
+                  indices: np.ndarray, digit_of: np.ndarray | None = None
                   ) -> tuple[np.ndarray, np.ndarray]:
     """Canvases ``indices`` of ``seed`` from the digits ``pool`` (P, 8, 8) ink counts.
 
@@ -99,7 +93,7 @@ def make_canvases(pool: np.ndarray, pool_labels: np.ndarray, seed: int,
     n = len(indices)
     canvas = np.zeros((n, CANVAS, CANVAS), dtype=np.uint8)
     room = CANVAS - FRAGMENT + 1
-    for k in range(fragments):
+    for k in range(FRAGMENTS):
         w = words[:, 4 + 5 * k: 9 + 5 * k]  # (n, 5): source, window row/col, canvas row/col
         source = (digit + 1 + below(w[:, 0], P - 1)) % P  # another digit of the pool
         r, c = below(w[:, 1], DIGIT - FRAGMENT + 1), below(w[:, 2], DIGIT - FRAGMENT + 1)
@@ -107,10 +101,9 @@ def make_canvases(pool: np.ndarray, pool_labels: np.ndarray, seed: int,
         cols = c[:, None, None] + np.arange(FRAGMENT)[None, None, :]  # (n, 1, F)
         piece = big[source[:, None, None], rows, cols]  # (n, F, F)
         _paste(canvas, piece, below(w[:, 3], room), below(w[:, 4], room))
-    room = (CANVAS - DIGIT) // STRIDE + 1
-    spread = room if spread is None else spread
-    _paste(canvas, big[digit], _position(words[:, 1], room, spread),
-           _position(words[:, 2], room, spread))
+    places = (CANVAS - DIGIT) // STRIDE + 1  # digit offsets 0, STRIDE, .., CANVAS - DIGIT
+    _paste(canvas, big[digit], STRIDE * below(words[:, 1], places),
+           STRIDE * below(words[:, 2], places))
     return canvas, pool_labels[digit].astype(np.int64)
 
 
