@@ -4,6 +4,10 @@
                 [--report report.json] [--profile ci|thorough] [--seed N]
                 [--published-goldens DIR] [--call-timeout SECONDS] [--jobs N]
                 [--isolation process|none] [-- extra pytest arguments]
+    conformance export-goldens DIR [--force]
+
+The second form writes the goldens as ``.npy`` files and a manifest for ports that are
+not Python (``conformance.export``); the rest of this docstring is about the first.
 
 Runs ``python -m pytest`` on the suite's test modules (``conformance/tests``)
 with the plugin ``conformance.plugin``, in a fresh interpreter so that pytest
@@ -137,6 +141,11 @@ def wait_for(process: subprocess.Popen, report: Path, run_id: str) -> int:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if argv[:1] == ["export-goldens"]:
+        from .export import main as export_main
+
+        return export_main(argv[1:])
     parser = argparse.ArgumentParser(prog="conformance", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--impl", required=True, metavar="PACKAGE.MODULE:FACTORY",
