@@ -7,6 +7,7 @@ import ast
 import hashlib
 import json
 import os
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -125,3 +126,18 @@ def test_help_of_the_subcommand_and_the_main_command():
     top = subprocess.run([sys.executable, "-m", "conformance", "--help"],
                          capture_output=True, text=True, env=env, timeout=60)
     assert top.returncode == 0 and "conformance export-goldens DIR" in top.stdout
+
+
+@pytest.mark.skipif(shutil.which("node") is None, reason="node (the README example's language) "
+                    "is not installed")
+def test_the_readme_example_in_javascript_reads_the_export(exported, tmp_path):
+    out, manifest = exported
+    readme = (REPO / "conformance" / "README.md").read_text(encoding="utf-8")
+    script = readme.split("```javascript\n", 1)[1].split("```", 1)[0]
+    (tmp_path / "read-goldens.js").write_text(script)
+    run = subprocess.run(["node", str(tmp_path / "read-goldens.js"), str(out)],
+                         capture_output=True, text=True, timeout=60)
+    assert run.returncode == 0, run.stderr
+    first = float(np.load(out / "cases/cls-default/logits.npy").ravel()[0])
+    assert run.stdout.split() == ["cls-default", "classify", "{}", "checkpoints/cls-flex-block",
+                                  "logits", "3,1,10", "first", repr(first), "rtol", "0.0001"]
