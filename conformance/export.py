@@ -64,12 +64,20 @@ def _prepare(out: Path, force: bool) -> None:
             from error
 
 
+def save_npy(path: Path, array: np.ndarray) -> np.ndarray:
+    """Write ``array`` as a ``.npy`` file in the exchange form of the goldens and the
+    subprocess protocol: little-endian, C order, no pickle. Returns the array written."""
+    little = np.ascontiguousarray(np.asarray(array).astype(
+        np.asarray(array).dtype.newbyteorder("<"), copy=False))
+    np.save(path, little, allow_pickle=False)
+    return little
+
+
 def _save(out: Path, relative: str, array: np.ndarray) -> dict[str, Any]:
-    """Write ``array`` as a little-endian, C-order ``.npy`` file; its manifest entry."""
-    little = array.astype(array.dtype.newbyteorder("<"), copy=False)
+    """Write one case array under ``out``; its manifest entry."""
     path = out / relative
     path.parent.mkdir(parents=True, exist_ok=True)
-    np.save(path, np.ascontiguousarray(little), allow_pickle=False)
+    little = save_npy(path, array)
     return {"file": relative, "dtype": little.dtype.str, "shape": list(little.shape)}
 
 

@@ -26,6 +26,7 @@ from typing import Any
 
 import numpy as np
 
+from ..export import save_npy
 from ..protocol import Capabilities
 
 PROTOCOL = "adaperceiver-port-protocol"
@@ -101,10 +102,7 @@ class SubprocessAdapter:
         """One model call: images to an .npy file, outputs read back from the named files."""
         call = Path(self._tmp.name) / f"call-{next(self._ids)}"
         call.mkdir()
-        array = np.asarray(images)
-        np.save(call / "images.npy",
-                np.ascontiguousarray(array.astype(array.dtype.newbyteorder("<"), copy=False)),
-                allow_pickle=False)
+        save_npy(call / "images.npy", images)
         response = self._request({"op": op, "handle": handle, "images": str(call / "images.npy"),
                                    "args": {k: _plain(v) for k, v in call_args.items()},
                                    "out_dir": str(call)})

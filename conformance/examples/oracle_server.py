@@ -31,6 +31,7 @@ from typing import Any
 import numpy as np
 
 import reference_numpy
+from conformance.export import save_npy
 
 CAPABILITIES = {  # conformance.protocol.Capabilities fields, as JSON
     "name": "reference_numpy (subprocess)", "version": "1", "dtype": "float64",
@@ -69,8 +70,7 @@ def handle_request(request: dict[str, Any], models: dict[str, tuple[dict, dict]]
         outputs = {}
         for name, array in arrays.items():
             path = Path(request["out_dir"]) / f"{name}.npy"
-            little = np.asarray(array).astype(np.asarray(array).dtype.newbyteorder("<"))
-            np.save(path, np.ascontiguousarray(little), allow_pickle=False)
+            save_npy(path, array)  # little-endian, C order, no pickle
             outputs[name] = str(path)
         return {"ok": True, "outputs": outputs}
     raise ValueError(f"op must be one of hello, load, classify, distill, stages, anytime, "
