@@ -63,6 +63,15 @@ def test_classify_auto_bf16_resolves_to_torch(tiny, capsys):
     assert "[engine torch, precision bf16," in header
 
 
+@pytest.mark.slow  # exports the budget to ONNX (about 7 s alone on the 2-core CPU)
+def test_classify_onnxruntime_prints_the_probabilities_of_torch(tiny, capsys):
+    header, probs, top1 = _classify(tiny, capsys, "--depth", "2", "--engine", "onnxruntime")
+    _, probs32, top32 = _classify(tiny, capsys, "--depth", "2")
+    assert "[engine onnxruntime, precision fp32," in header
+    assert np.abs(np.array(probs) - np.array(probs32)).max() <= 0.0015  # 3 decimals printed
+    assert top1 == top32
+
+
 @pytest.mark.parametrize("command, flags, allowed", [
     (["classify", "x.npy"], ["--engine", "torch", "--precision", "int8"],
      "--precision int8 is not available with --engine torch (allowed: torch: fp32, bf16"),
