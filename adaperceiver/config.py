@@ -21,6 +21,11 @@ REQUIRED = object()  # sentinel: the key has no default and must be given
 MAX_SIZE = 2**31 - 1  # LIM-1: the largest size (dimension, count) a config may give
 MAX_TOKENS = 65536  # LIM-2: the largest number of latent tokens (max_latent_tokens, N)
 EXIT_POLICIES = ("batch_mean", "per_sample")  # ARG-6
+# engine.runner's engines and precisions, and which precisions each engine runs (here, not
+# in adaperceiver.engine, so that the command line's --help imports no torch)
+ENGINES = ("auto", "torch", "compiled", "onnxruntime")
+PRECISIONS = ("fp32", "bf16", "int8")
+SUPPORTED = {"torch": ("fp32", "bf16"), "compiled": ("fp32",), "onnxruntime": ("fp32", "int8")}
 LISTED_PROBLEMS = 50  # an error message lists at most this many problems, then a count
 LINE_LIMIT = 500  # characters of one listed problem (a quoted key can be megabytes)
 

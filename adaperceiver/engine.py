@@ -53,11 +53,9 @@ from torch import Tensor
 
 from .arguments import parse_call
 from .bench.timing import interleaved
+from .config import ENGINES, PRECISIONS, SUPPORTED
 from .model import AdaPerceiverOutput, ClassificationAdaPerceiver
 
-ENGINES = ("auto", "torch", "compiled", "onnxruntime")
-PRECISIONS = ("fp32", "bf16", "int8")
-SUPPORTED = {"torch": ("fp32", "bf16"), "compiled": ("fp32",), "onnxruntime": ("fp32", "int8")}
 BUDGET_KEYS = ("num_tokens", "mat_dim", "depth", "depth_tau", "token_grans", "exit_policy")
 AUTO_PROBE_BATCH = 8
 AUTO_ROUNDS = 3

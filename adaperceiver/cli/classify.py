@@ -6,6 +6,10 @@ memory, ``limits.estimate_bytes``, would exceed half of the memory available now
 memory does not grow with the number of images; a call whose analytic cost per image
 (``flops``) is more than ``FAR_ABOVE`` times the checkpoint's trained budget first prints
 its estimate (GFLOPs and the time at a rate measured here on a warm-up call).
+
+``--engine`` and ``--precision`` choose what runs the budget (``cli.engine.make_runner``:
+torch eager, torch.compile, or the budget exported to ONNX Runtime; fp32, bf16 or int8);
+the table's header names the engine and precision that ran and what setting them up cost.
 """
 
 from __future__ import annotations
@@ -28,6 +32,7 @@ from .common import (
     positive_int,
     threads,
 )
+from .engine import add_engine_arguments, make_runner
 
 TOP = 5
 BATCH_SIZE = 256  # default images per forward pass
@@ -72,18 +77,20 @@ def run(args: argparse.Namespace) -> int:
               f"GFLOPs); {total:.4g} GFLOPs in all: roughly {_duration(total / rate)} at the "
               f"{rate:.3g} GFLOP/s measured here on a smaller warm-up call (large calls often "
               "run faster)", file=sys.stderr)
+    run_budget = make_runner(args, loaded.model, **budget)
     width = max(len("image"), *(len(n) for n in inputs.names))
     top_k = min(TOP, config["num_classes"])
     if inputs.has_files:
         print(f"image files: {describe(loaded.preprocessing, config['img_size'])}")
-    print(f"{'image':<{width}}  {'depth':>5}  {'GFLOPs':>9}  top-{top_k} (probability)")
+    print(f"{'image':<{width}}  {'depth':>5}  {'GFLOPs':>9}  top-{top_k} (probability)   "
+          f"[engine {run_budget.engine}, precision {run_budget.precision}, setup "
+          f"{run_budget.setup_seconds:.2f} s]")
     costs: dict[int, float] = {}  # GFLOPs by exit depth
     starts = range(0, len(inputs), batch)
     for start in tqdm(starts, desc="classify", unit="batch", file=sys.stderr,
                       disable=None if len(starts) > 1 else True):
         x = inputs.batch(start, start + batch)
-        with torch.inference_mode():
-            out = loaded.model(x, **budget)
+        out = run_budget(x)
         probs = out.logits[:, 0].double().softmax(-1)  # (B, 1, C) -> (B, C)
         top = probs.topk(top_k, dim=-1)
         for name, p, i, d in zip(inputs.names[start:start + batch], top.values, top.indices,
@@ -176,4 +183,5 @@ def register(subparsers: Any) -> None:
                    "is short)")
     p.add_argument("--threads", type=threads,
                    help="torch threads, at most the CPUs available (default: torch's)")
+    add_engine_arguments(p)
     p.set_defaults(func=run)

@@ -18,6 +18,7 @@ from typing import Any
 
 from . import COMMANDS
 from .common import CliError
+from .engine import add_engine_arguments, grid_engine
 
 BATCH = 64
 BASELINE_TRAIN = 10_000  # training canvases the pixel baselines learn from
@@ -29,6 +30,8 @@ def run(args: argparse.Namespace) -> int:
     png = Path(args.out)
     if not png.parent.is_dir():
         raise CliError(f"--out {png}: the directory {png.parent} does not exist")
+    engine = grid_engine(args, "demo")
+    ran = f"engine {engine}, precision {args.precision}"
     from .. import cluttered
     from ..baselines import pixel_baselines
     from ..stats import wilson_interval
@@ -55,13 +58,13 @@ def run(args: argparse.Namespace) -> int:
         low, high = wilson_interval(b.correct, b.total)
         header.append(f"  {b.name:<32} {100 * b.accuracy:6.2f} %  "
                       f"[{100 * low:.2f}, {100 * high:.2f}]")
-    header.append(f"AdaPerceiver at every budget on the same {len(y):,} canvases:")
-    evaluation = evaluate_arrays(loaded.model, x, y, BATCH)
+    header.append(f"AdaPerceiver at every budget on the same {len(y):,} canvases ({ran}):")
+    evaluation = evaluate_arrays(loaded.model, x, y, BATCH, precision=args.precision)
     timed = Data(ArrayImages(x, y), "cluttered")
-    timed_on = measure(loaded.model, timed, evaluation, place("cpu", "fp32", World()), BATCH,
-                       TIMED_BATCHES, progress=False)
+    timed_on = measure(loaded.model, timed, evaluation, place("cpu", args.precision, World()),
+                       BATCH, TIMED_BATCHES, progress=False)
     report(evaluation, png, "AdaPerceiver on cluttered digits: one model, many budgets",
-           header=header, timed_on=timed_on,
+           header=header, timed_on=timed_on, ran=ran,
            baselines=[(b.name, b.accuracy) for b in baselines])
     return 0
 
@@ -71,4 +74,5 @@ def register(subparsers: Any) -> None:
                               description=__doc__.split("\n\n")[0])
     p.add_argument("--out", default="adaperceiver-demo.png",
                    help="where to write the plot (default: %(default)s)")
+    add_engine_arguments(p, grid=True)
     p.set_defaults(func=run)

@@ -6,19 +6,42 @@ model and parsed its budget, calls ``make_runner(args, model, **budget)``: a
 ``precision`` attributes are what the command should record with its results. An
 unsupported combination (``--engine torch --precision int8``) is a one-line ``CliError``
 naming both flags and what is allowed.
+
+The commands that evaluate the whole anytime grid (sweep, demo: every N x depth x width
+from one ``model.anytime`` pass per width) add the flags with ``grid=True`` and check them
+with ``grid_engine(args, command)``: the grid runs on the torch model (``GRID_SUPPORTED``),
+since an exported graph holds one static budget; ``auto`` is torch there.
 """
 
 from __future__ import annotations
 
 import argparse
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from ..engine import ENGINES, PRECISIONS, SUPPORTED, Runner, runner
+from ..config import ENGINES, PRECISIONS, SUPPORTED
 from .common import CliError
 
+if TYPE_CHECKING:
+    from ..engine import Runner
 
-def add_engine_arguments(parser: argparse.ArgumentParser) -> None:
-    """Add ``--engine`` (default torch) and ``--precision`` (default fp32) to ``parser``."""
+GRID_SUPPORTED = {"torch": ("fp32", "bf16")}  # engine -> precisions of the anytime grid
+
+
+def add_engine_arguments(parser: argparse.ArgumentParser, *, grid: bool = False) -> None:
+    """Add ``--engine`` (default torch) and ``--precision`` (default fp32) to ``parser``;
+    ``grid``: the help of a command that evaluates the anytime grid (``grid_engine``)."""
+    if grid:
+        parser.add_argument("--engine", choices=ENGINES, default="torch",
+                            help="what runs the model: torch (default; the budget grid comes "
+                                 "from one anytime pass of the torch model per width) or auto "
+                                 "(torch here); compiled and onnxruntime run one static budget "
+                                 "each, so they are refused here: use 'adaperceiver classify "
+                                 "--engine ...' for one budget")
+        parser.add_argument("--precision", choices=PRECISIONS, default="fp32",
+                            help="fp32 (default) or bf16 (torch autocast of the matrix "
+                                 "products, weights float32); int8 needs --engine onnxruntime "
+                                 "and is refused here")
+        return
     parser.add_argument("--engine", choices=ENGINES, default="torch",
                         help="what runs the model: torch (eager, default), compiled "
                              "(torch.compile, a minute per budget), onnxruntime (the budget "
@@ -31,9 +54,25 @@ def add_engine_arguments(parser: argparse.ArgumentParser) -> None:
 
 def make_runner(args: argparse.Namespace, model: Any, **budget: Any) -> Runner:
     """The runner of ``args.engine`` / ``args.precision`` for ``model`` at ``budget``."""
+    from ..engine import runner
+
     engine, precision = args.engine, args.precision
     if engine != "auto" and precision not in SUPPORTED[engine]:
         allowed = "; ".join(f"{e}: {', '.join(p)}" for e, p in SUPPORTED.items())
         raise CliError(f"--precision {precision} is not available with --engine {engine} "
                        f"(allowed: {allowed})")
     return runner(model, engine=engine, precision=precision, **budget)
+
+
+def grid_engine(args: argparse.Namespace, command: str) -> str:
+    """The engine that evaluates ``command``'s anytime grid for ``args.engine`` /
+    ``args.precision`` (auto: torch), or a one-line ``CliError`` naming what is allowed."""
+    engine = "torch" if args.engine == "auto" else args.engine
+    if args.precision not in GRID_SUPPORTED.get(engine, ()):
+        allowed = "; ".join(f"--engine {e} (or auto) with --precision {' or '.join(p)}"
+                            for e, p in GRID_SUPPORTED.items())
+        raise CliError(f"{command}: --engine {args.engine} --precision {args.precision} cannot "
+                       f"evaluate the budget grid (one anytime pass per width); allowed: "
+                       f"{allowed}; for one budget on another engine use 'adaperceiver "
+                       "classify'")
+    return engine

@@ -30,8 +30,9 @@ from ..model import ClassificationAdaPerceiver
 from . import COMMANDS, checkpoint, distributed, logits_file, partial
 from .common import CliError, non_negative_int, positive_float, positive_int
 from .dataset import BUNDLED, LABEL_MODES, ArrayImages, Data, load_data
-from .device import DEVICES, PRECISIONS, Placement, place
+from .device import DEVICES, Placement, place
 from .distributed import World
+from .engine import add_engine_arguments, grid_engine
 from .evaluation import (
     EXIT_POLICIES,
     EXIT_TAUS,
@@ -89,23 +90,26 @@ def evaluate(model: ClassificationAdaPerceiver, data: Data, grid: Grid, placemen
 
 
 def evaluate_arrays(model: ClassificationAdaPerceiver, x: np.ndarray, y: np.ndarray,
-                    batch_size: int = 64, progress: bool = False) -> Evaluation:
+                    batch_size: int = 64, progress: bool = False,
+                    precision: str = "fp32") -> Evaluation:
     """Every budget of ``model`` on in-memory images x (n, C, H, W) float32 and labels y (n,),
-    in this process on the CPU, float32 (the demo's and ``train``'s bundled test set)."""
+    in this process on the CPU at ``precision`` (fp32, or bf16 autocast; the demo's and
+    ``train``'s bundled test set)."""
     c = model.config
     data = Data(ArrayImages(x, y), "arrays")
     world = World()
-    evaluation, _ = evaluate(model, data, make_grid(c, c["img_size"]), place("cpu", "fp32", world),
-                             world, Settings(batch_size=batch_size, progress=progress))
+    evaluation, _ = evaluate(model, data, make_grid(c, c["img_size"]),
+                             place("cpu", precision, world), world,
+                             Settings(batch_size=batch_size, progress=progress))
     return evaluation
 
 
 def report(evaluation: Evaluation, png: Path, title: str, *, header: Sequence[str] = (),
            floor: float | None = None, timed_on: str | None = None,
-           baselines: Sequence[tuple[str, float]] = ()) -> None:
-    """Print ``header`` lines, the table, its legend and the finding; write the plot with its
-    accuracy axis starting at ``floor`` percent (None: chance, 100 / classes) and a
-    horizontal line per (name, accuracy) of ``baselines``."""
+           baselines: Sequence[tuple[str, float]] = (), ran: str | None = None) -> None:
+    """Print ``header`` lines, the table, its legend (with ``ran``: what computed it) and the
+    finding; write the plot with its accuracy axis starting at ``floor`` percent (None:
+    chance, 100 / classes) and a horizontal line per (name, accuracy) of ``baselines``."""
     rows = evaluation.rows
     for line in header:
         print(line)
@@ -113,6 +117,7 @@ def report(evaluation: Evaluation, png: Path, title: str, *, header: Sequence[st
     n = rows[0].num_images
     print(f"* = on the accuracy/compute Pareto front; ! = outside the trained budgets; accuracy "
           f"on {n:,} images with its 95 % Wilson interval"
+          + (f"; computed with {ran}" if ran else "")
           + (f"; ms/img measured on {timed_on} (noisy)" if timed_on else ""))
     print("GFLOPs are analytic per image; exit rows run at full N and width, and their GFLOPs "
           "include the confidence check (write + head) after every block up to the exit")
@@ -193,8 +198,10 @@ def _prepare_out(out: Path, args: argparse.Namespace) -> None:
 def run(args: argparse.Namespace) -> int:
     if args.threads is not None:
         torch.set_num_threads(args.threads)
+    engine = grid_engine(args, "sweep")
     world = distributed.from_env()
     placement = place(args.device, args.precision, world)
+    ran = f"engine {engine}, precision {placement.precision}"
     loaded = checkpoint.load(args.checkpoint)
     loaded.model.to(placement.device)
     data = load_data(args.data, loaded, args.labels)
@@ -227,7 +234,7 @@ def run(args: argparse.Namespace) -> int:
     if world.is_main:
         print(f"{Path(loaded.source).name}: {len(data):,} images of {args.data}, "
               f"{len(grid.widths) * len(grid.depths) * len(grid.granularities)} configurations "
-              f"+ early exit, on {placement.device} ({placement.precision}), "
+              f"+ early exit, on {placement.device} ({ran}), "
               f"{world.world_size} process(es), batch {args.batch_size}, "
               f"{args.workers} loader worker(s) per process")
         warning = grid.untrained()
@@ -243,7 +250,7 @@ def run(args: argparse.Namespace) -> int:
         distributed.barrier(world)
         if world.is_main:
             meta = {"num_images": len(data), "world_size": world.world_size,
-                    "images_per_rank": per_rank, **placement.describe(),
+                    "images_per_rank": per_rank, "engine": engine, **placement.describe(),
                     "batch_size": args.batch_size, "workers": args.workers,
                     "checkpoint": {"source": str(loaded.source), **{
                         k: fingerprint[k] for k in ("checkpoint_sha256", "config_sha256")}},
@@ -263,7 +270,7 @@ def run(args: argparse.Namespace) -> int:
             write_results(evaluation.rows, meta, out)
             title = f"{Path(loaded.source).name} on {Path(args.data).name} ({len(data)} images)"
             report(evaluation, out / "accuracy_vs_gflops.png", title, floor=args.plot_floor,
-                   timed_on=timed_on)
+                   timed_on=timed_on, ran=ran)
             print(f"wrote {out / 'results.json'} and {out / 'results.csv'}")
             if args.budget is not None:
                 print_choice(evaluation, args.budget)
@@ -312,8 +319,7 @@ def register(subparsers: Any) -> None:
                    "%(default)s; 0 decodes in the main process)")
     p.add_argument("--device", choices=DEVICES, default="auto", help="cpu, cuda or auto (CUDA "
                    "when available; default: %(default)s)")
-    p.add_argument("--precision", choices=PRECISIONS, default="fp32", help="fp32, or bf16 "
-                   "autocast (default: %(default)s)")
+    add_engine_arguments(p, grid=True)
     p.add_argument("--num-tokens", type=positive_int, metavar="N", help="latents of the pass: "
                    "the grid's granularities are the trained ones up to N, then N (default: "
                    "the checkpoint's max_latent_tokens)")

@@ -134,6 +134,7 @@ def test_rows_are_sorted_by_compute_and_recorded(single):
     gflops = [r["gflops"] for r in single["rows"]]
     assert gflops == sorted(gflops)
     assert meta["world_size"] == 1 and meta["precision"] == "float32"
+    assert meta["engine"] == "torch"
     assert meta["device"] == "cpu" and meta["timing"] is None
     assert len(meta["checkpoint"]["checkpoint_sha256"]) == 64
     assert meta["data"]["num_images"] == 13 and len(meta["data"]["file_list_sha256"]) == 64
