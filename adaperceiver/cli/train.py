@@ -23,7 +23,7 @@ from .common import non_negative_float, non_negative_int, positive_float, positi
 # nothing else
 OUT_FILES = frozenset({"config.json", "model.safetensors", METADATA_NAME, "README.md"})
 TEST_SEED = 2014  # cluttered.TEST_SEED, repeated here so that --help needs no import
-# TrainSettings' defaults, repeated for the same reason (tests/torch/test_cli.py checks them)
+# TrainSettings' defaults, repeated for the same reason (tests/torch/test_train.py checks them)
 DEFAULTS = dict(steps=8000, batch_size=64, lr=2e-3, weight_decay=0.05, warmup=100,
                 init_std=0.08, seed=0)
 

@@ -95,3 +95,12 @@ def test_recipe_reaches_the_bundled_accuracy():
     meta = json.loads((CLUTTERED_MODEL / "adaperceiver.json").read_text())["test_accuracy"]
     recorded = meta["correct"][meta["full"]] / meta["num_images"]
     assert result.test_accuracy[-1][1] >= recorded - 0.05, (result.test_accuracy, recorded)
+
+
+def test_the_command_defaults_are_the_recipe():
+    """``adaperceiver train``'s flags repeat TrainSettings' defaults and the test set's seed
+    (so that --help imports no torch): they must be the same values."""
+    from adaperceiver.cli import train as command
+
+    assert command.DEFAULTS == {key: getattr(TrainSettings(), key) for key in command.DEFAULTS}
+    assert command.TEST_SEED == cluttered.TEST_SEED
