@@ -1,4 +1,6 @@
-"""The bundled UCI handwritten digits and the bundled model trained on them.
+"""The bundled UCI handwritten digits and the bundled models (the cluttered-digits model the
+commands run by default, ``CLUTTERED_MODEL``, and the 8 x 8 digits model kept as a
+conformance golden checkpoint, ``DIGITS_MODEL``).
 
 ``adaperceiver/data/digits.npz`` holds the 1,797 8x8 grey digits that scikit-learn ships
 as ``load_digits`` (the test part of the UCI "Optical Recognition of Handwritten Digits"
