@@ -8,6 +8,12 @@
 * Draws the figures from the NumPy oracle into ``figures/`` (``sitegen.figures``); they
   are never committed, so they cannot drift from the code, and a figure that cannot be
   drawn fails the build (no torch is needed: the oracle draws them all).
+* The annotated oracle (``sitegen.annotated``): ``oracle-stage`` markers become a stage's
+  clauses, its oracle source (read at build time) and its outputs on a bundled test
+  canvas, with figures. The goldens (``sitegen.archive``): ``conformance export-goldens``
+  packed into a zip offered for download, its checksums on the ``goldens-archive``
+  marker's page; ``golden-example`` markers become worked examples read from that zip
+  (``sitegen.worked``).
 * Gives clause headings stable ``#ID`` anchors and links every clause id mention
   (``sitegen.clauses``), and fills ``cli-output`` markers with real output (``sitegen.cli``).
 * Puts the spec version (``spec/VERSION``) in ``extra.spec_version`` (footer, spec overview).
@@ -19,7 +25,7 @@ import logging
 from pathlib import Path
 
 from mkdocs.structure.files import File
-from sitegen import clauses, cli, figures, report, search, sources
+from sitegen import annotated, archive, clauses, cli, figures, report, search, sources, worked
 
 log = logging.getLogger("mkdocs.hooks.adaperceiver")
 SPEC_SEARCH_BOOST = 4  # Material's per-page search boost for the specification pages
@@ -42,12 +48,16 @@ def on_files(files, config):
     drawn, _ = figures.render_all()  # raises FigureError: the build fails
     for name, data in drawn.items():
         files.append(File.generated(config, f"figures/{name}", content=data))
+    for name, data in annotated.render_figures().items():
+        files.append(File.generated(config, f"figures/{name}", content=data))
+    files.append(File.generated(config, archive.SITE_PATH, content=archive.build().data))
     return files
 
 
 def on_page_markdown(markdown, page, config, files):
     """Map repository links, anchor and link clause ids, show the spec version, fill
-    ``cli-output`` markers."""
+    the ``oracle-stage``, ``goldens-archive``, ``golden-example`` and ``cli-output``
+    markers."""
     src_uri = page.file.src_uri
     markdown = sources.map_links(markdown, src_uri)
     if src_uri.startswith("spec/"):
@@ -62,6 +72,7 @@ def on_page_markdown(markdown, page, config, files):
             "\n", f"\n\n!!! info \"Specification version {version}\"\n"
             f"    Single source: `spec/VERSION`. Changes are listed in the "
             f"[changelog](../changelog.md).\n", 1)
+    markdown = worked.fill(archive.fill(annotated.fill(markdown, src_uri), src_uri))
     markdown = clauses.link_clauses(markdown, src_uri, clauses.clause_files())
     return cli.fill(markdown)
 
