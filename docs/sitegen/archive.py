@@ -17,6 +17,7 @@ import functools
 import hashlib
 import io
 import json
+import os
 import posixpath
 import re
 import tempfile
@@ -30,6 +31,9 @@ SITE_PATH = "conformance/adaperceiver-goldens.zip"
 FOLDER = "adaperceiver-goldens"  # the archive's top folder
 SUMS = "SHA256SUMS"
 _EPOCH = (1980, 1, 1, 0, 0, 0)  # the earliest zip timestamp: no build time in the bytes
+# The export writes ~600 small files: in a RAM-backed folder where Linux has one (0.5 s
+# there against ~4 s on a busy disk); the default temporary folder elsewhere.
+_RAM_DIR = "/dev/shm" if os.access("/dev/shm", os.W_OK | os.X_OK) else None
 
 
 @dataclass(frozen=True)
@@ -70,7 +74,7 @@ def build() -> Archive:
     """Export the goldens and pack them; raises what the export raises (the build fails)."""
     from conformance.export import export_goldens
 
-    with tempfile.TemporaryDirectory(prefix="goldens-") as folder:
+    with tempfile.TemporaryDirectory(prefix="goldens-", dir=_RAM_DIR) as folder:
         out = Path(folder)
         manifest = export_goldens(out)
         files = {path.relative_to(out).as_posix(): path.read_bytes()
