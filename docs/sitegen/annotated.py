@@ -84,7 +84,7 @@ def source(name: str) -> tuple[str, int, str]:
 
 def _array(values, digits: int = 4) -> str:
     return np.array2string(np.asarray(values), precision=digits, floatmode="maxprec",
-                           suppress_small=False, max_line_width=88, separator=", ")
+                           suppress_small=False, max_line_width=76, separator=", ")
 
 
 @dataclass
@@ -161,12 +161,12 @@ def capture() -> Capture:
     out.arrays["patch_norms"] = norms
     side = config["img_size"] // P
     lines["patches"] = [
-        f"patches = embed_patches(weights, config, images)  # {patches.shape}: "
-        f"M = ({images.shape[2]}/{P}) x ({images.shape[3]}/{P}) = {M}, D = {D}",
+        f"patches = embed_patches(weights, config, images)  # {patches.shape}",
+        f"M = ({images.shape[2]}/{P}) x ({images.shape[3]}/{P}) = {M} patches, D = {D}",
         f"pos_embed grid {side} x {side} = the image's grid: used as stored (PATCH-2)",
         f"use_embed_ffn = {config['use_embed_ffn']}: no embed FFN (PATCH-3)",
         f"patches[0, 0, :4] = {_array(patches[0, 0, :4])}",
-        f"|patch token| per patch, min {norms.min():.4f} (patch {int(norms.argmin())}), "
+        f"|patch token|: min {norms.min():.4f} (patch {int(norms.argmin())}), "
         f"max {norms.max():.4f} (patch {int(norms.argmax())})",
     ]
 
@@ -178,11 +178,12 @@ def capture() -> Capture:
     pair_norm = (lambda x: np.linalg.norm(x.reshape(1, N, D // 2, 2), axis=-1))  # noqa: E731
     lines["rope"] = [
         f"hd = D / H = {D} / {H} = {hd}: {hd // 2} frequencies, theta = {config['rope_theta']}",
-        f"f = rope_frequencies({hd}, N={N}, ...) = {_array(freqs, 6)}",
-        f"angles = rope_angles(N={N}, ...)  # {angles.shape}; angles[1, :3] = "
-        f"{_array(angles[1, :3])}",
-        f"N = 2L = {2 * L}: lambda = N / L = 2, f / lambda = {_array(long_freqs[:3], 6)} ...",
-        f"rotation keeps every pair's length: max |pair norm change| = "
+        f"f = rope_frequencies({hd}, N={N}, ...)  # theta^(-2i / hd)",
+        f"  = {_array(freqs, 4)}",
+        f"angles = rope_angles(N={N}, ...)  # {angles.shape}",
+        f"angles[1, :3] = {_array(angles[1, :3])}",
+        f"N = 2L = {2 * L}: lambda = N / L = 2, f[:3] / lambda = {_array(long_freqs[:3], 4)}",
+        f"rotation keeps each pair's length: max change "
         f"{np.abs(pair_norm(rotated) - pair_norm(probe)).max():.1e}",
     ]
 
@@ -191,10 +192,11 @@ def capture() -> Capture:
     out.arrays["read_attention"] = attention
     lines["read"] = [
         f"latents = read(weights, config, patches, N={N}, angles)  # {latents.shape}",
-        f"before the read all {N} rows are process_latents.token; after it, rows 0 and 1 "
-        f"differ by {np.abs(latents[0, 0] - latents[0, 1]).max():.4f} (RoPE on q only)",
-        f"read attention (heads averaged) {attention.shape}: each row sums to 1; most "
-        f"attended patch per latent {SHOWN_LATENTS}: "
+        f"before the read: all {N} rows = process_latents.token",
+        f"after it rows 0 and 1 differ by {np.abs(latents[0, 0] - latents[0, 1]).max():.4f} "
+        "(RoPE on q only)",
+        f"read attention, heads averaged: {attention.shape}, each row sums to 1",
+        f"most attended patch of latents {SHOWN_LATENTS}: "
         f"{[int(attention[n].argmax()) for n in SHOWN_LATENTS]}",
         f"latents[0, 0, :4] = {_array(latents[0, 0, :4])}",
     ]
@@ -208,13 +210,14 @@ def capture() -> Capture:
     gap = max(np.abs(full.stages[f"block_{d}"][:, :PREFIX_G]
                      - small.stages[f"block_{d}"]).max() for d in range(K))
     lines["mask"] = [
-        f"attn_layer = {config['attn_layer']!r}, block_mask = {config['block_mask']!r}, "
+        f"attn_layer = {config['attn_layer']!r}, block_mask = {config['block_mask']!r}",
         f"G({N}) = granularities({config['mask_token_grans']}, {N}) = {grans}",
         f"mask = token_mask(...)  # {mask.shape} bool, {int(mask.sum())} of {mask.size} "
-        "pairs may attend; row i (query), column j (key):",
+        "may attend",
+        "row i = query, column j = key (1: may attend):",
         *["  " + "".join("1" if v else "." for v in row) for row in mask],
-        f"prefix property: max |first {PREFIX_G} latents of the N={N} run - the N="
-        f"{PREFIX_G} run| over the {K} blocks = {gap:.1e}",
+        f"prefix property (MASK-6): first {PREFIX_G} latents of the N={N} run minus",
+        f"the N={PREFIX_G} run, max over the {K} blocks: {gap:.1e}",
     ]
 
     z = latents
@@ -227,13 +230,12 @@ def capture() -> Capture:
     budget = {m: ref.classify(weights, config, images, mat_dim=m)[0, 0] for m in widths}
     lines["block"] = [
         f"F = int(D * ffn_ratio) = int({D} * {config['ffn_ratio']}) = {hidden[0]} hidden units",
-        *[f"width m={m}: h = int(m * r) = {model.ffn_hidden(config, (m,), 1)[0]:>3}; "
-          f"block 0 output differs from m={widths[-1]} by "
-          f"{np.abs(after_first[m] - widest).max():.4f}; after {K} blocks: class "
-          f"{int(budget[m].argmax())}, confidence {ops.softmax(budget[m]).max():.3f}"
-          for m in widths],
-        f"ls_init_values = {config['ls_init_values']}: LayerScale gammas ls1, ls2 applied "
-        "(BLOCK-2)",
+        *[line for m in widths for line in (
+            f"m={m}: h = int(m * r) = {model.ffn_hidden(config, (m,), 1)[0]:>3}; block 0 "
+            f"differs from m={widths[-1]} by {np.abs(after_first[m] - widest).max():.4f}",
+            f"       after {K} blocks: class {int(budget[m].argmax())}, confidence "
+            f"{ops.softmax(budget[m]).max():.3f}")],
+        f"ls_init_values = {config['ls_init_values']}: LayerScale ls1, ls2 applied (BLOCK-2)",
     ]
 
     for d in range(K):
@@ -258,8 +260,8 @@ def capture() -> Capture:
     lines["exit"] = [
         f"confidence after blocks 1..{K}: {_array(confidences, 4)}",
         f"predicted class after blocks 1..{K}: {by_depth.argmax(axis=-1).tolist()}",
-        f"trace(..., depth_tau={EXIT_TAU}).exit_depths = {exited.exit_depths.tolist()} "
-        f"(first block whose confidence >= {EXIT_TAU}); logits there predict class "
+        f"trace(..., depth_tau={EXIT_TAU}).exit_depths = {exited.exit_depths.tolist()}",
+        f"  (the first block with confidence >= {EXIT_TAU}); its logits say class "
         f"{int(exited.logits.argmax())}",
     ]
     return out
