@@ -18,7 +18,7 @@ import numpy as np
 
 from . import archive as goldens_archive
 
-EXCERPT = 5  # values shown of an array's last axis
+EXCERPT = 4  # values shown of an array's last axis
 CONFIG_KEYS = ("embed_dim", "num_heads", "depth", "max_latent_tokens", "ffn_ratio",
                "attn_layer", "block_mask", "mask_token_grans", "img_size", "patch_size",
                "in_channels", "num_classes")
@@ -30,7 +30,7 @@ def excerpt_index(shape: tuple[int, ...]) -> tuple:
 
 
 def index_text(shape: tuple[int, ...]) -> str:
-    """``[0, 0, :5]`` for a (3, 1, 10) array, ``[:5]`` for a vector."""
+    """``[0, 0, :4]`` for a (3, 1, 10) array, ``[:4]`` for a vector."""
     return "[" + ", ".join(["0"] * (len(shape) - 1) + [f":{EXCERPT}"]) + "]"
 
 
@@ -40,7 +40,7 @@ def number(value) -> str:
 
 
 def excerpt(name: str, array: np.ndarray) -> str:
-    """``name[0, 0, :5] = [v0, v1, ...]``, or the whole array when it has EXCERPT values
+    """``name[0, 0, :4] = [v0, v1, ...]``, or the whole array when it has EXCERPT values
     or fewer."""
     if array.size <= EXCERPT:
         return f"{name} = [{', '.join(number(v) for v in array.ravel())}]"
@@ -95,7 +95,8 @@ def case_markdown(case_id: str, stages: list[str]) -> str:
              *(excerpt(name, load(archive, entry)) for name, entry in case["outputs"].items()),
              *(excerpt(f"stages/{stage}", load(archive, case["stages"][stage]))
                for stage in stages)]
-    return "\n".join([f"**Golden case `{case_id}`**", "", "| | |", "|---|---|", *rows, "",
+    return "\n".join([f"**Golden case `{case_id}`**", "", "| field | value |", "|---|---|",
+                      *rows, "",
                       "```text", *lines, "```", ""])
 
 
