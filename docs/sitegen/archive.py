@@ -95,8 +95,8 @@ def page_markdown(src_uri: str) -> str:
     return "\n".join([
         f"[**{name}**]({link}) — {len(archive.data) / 2**20:.1f} MiB, "
         f"{len(manifest['cases'])} cases, {len(manifest['checkpoints'])} checkpoints, "
-        f"{len(manifest['sha256']) + 2} files; goldens format `{source['format']}` "
-        f"version {source['format_version']}, generated for spec "
+        f"{len(manifest['sha256']) + 2} files; manifest format `{manifest['format']}` "
+        f"version {manifest['format_version']}; the goldens were computed for spec "
         f"{source['generator'].get('spec')} by the float64 oracle.",
         "",
         "sha256 of the archive:",
