@@ -123,7 +123,7 @@ def page_markdown(src_uri: str) -> str:
         "The same files, without the site: `conformance export-goldens DIR` (see the "
         "[manual](README.md#goldens-as-files-for-non-python-ports)).",
         "",
-        f"### Every file's sha256 ({SUMS})",
+        f"### Every file's sha256 ({SUMS}) {{ data-search-exclude }}",
         "",
         f"```text\n{archive.sums.rstrip()}\n```",
         "",
