@@ -2,8 +2,11 @@
 
 ``sources`` says which repository files the site publishes and where, ``clauses``
 gives clause ids stable anchors and links, ``figures`` draws the learner figures
-from the oracle, ``report`` renders a conformance report and ``cli`` captures the
-real output of the command-line examples. None of it is published as a page.
+from the oracle, ``report`` renders a conformance report, ``cli`` captures the
+real output of the command-line examples, ``annotated`` shows each stage's oracle
+source with its outputs on a bundled canvas, ``archive`` packs the goldens for
+download and ``worked`` renders worked examples from them. None of it is published
+as a page.
 """
 
 from __future__ import annotations
