@@ -43,7 +43,7 @@ from .model import ClassificationAdaPerceiver
 # The bundled model's recipe: 40 x 40 cluttered canvases, 8 x 8 patches (25 patches).
 RECIPE: dict[str, Any] = dict(
     embed_dim=64, num_heads=4, depth=6, max_latent_tokens=16, ffn_ratio=2.0,
-    ls_init_values=0.1, mask_token_grans=[2, 4, 8, 16], mat_dims=[32, 48, 64],
+    ls_init_values=0.1, mask_token_grans=[1, 2, 4, 8, 16], mat_dims=[16, 32, 48, 64],
     img_size=cluttered.CANVAS, in_channels=1, patch_size=8, num_classes=10)
 
 
@@ -162,11 +162,29 @@ def machine() -> str:
     return f"{names[0] if names else platform.processor() or 'unknown CPU'}, {platform.platform()}"
 
 
+LOG_WINDOW = 50  # steps per point of the stored loss curve
+
+
+def training_log(result: TrainResult, monitored: str) -> dict[str, Any]:
+    """The run's curves, small enough to keep with the checkpoint: [last step, mean training
+    loss] of each window of LOG_WINDOW steps (the last window may be shorter), and [step,
+    accuracy] of the full budget on the monitored canvases (``monitored`` says which) at
+    every evaluation. The docs draw the training chapter's figures from it."""
+    losses, w = result.losses, LOG_WINDOW
+    return {"loss_window": w,
+            "loss": [[min(i + w, len(losses)), round(float(np.mean(losses[i:i + w])), 5)]
+                     for i in range(0, len(losses), w)],
+            "full_budget_accuracy": [[step, round(acc, 5)] for step, acc in
+                                     result.test_accuracy],
+            "monitored": monitored}
+
+
 def metadata(settings: TrainSettings, command: Sequence[str], seconds: float, threads: int,
-             rows: list[Row], test_sha256: str) -> dict[str, Any]:
+             rows: list[Row], test_sha256: str, log: dict[str, Any]) -> dict[str, Any]:
     """The adaperceiver.json written next to config.json: labels, preprocessing, data, how it
-    was trained (command, seed, threads, versions, machine) and the measured test results
-    (correct images per configuration, from which any interval follows)."""
+    was trained (command, seed, threads, versions, machine, the curves of ``training_log``)
+    and the measured test results (correct images per configuration, from which any
+    interval follows)."""
     grid = [r for r in rows if r.tau is None]
     cheapest, full = min(grid, key=lambda r: r.gflops), max(grid, key=lambda r: r.gflops)
     return {
@@ -181,7 +199,7 @@ def metadata(settings: TrainSettings, command: Sequence[str], seconds: float, th
         "training": {"command": " ".join(command), **asdict(settings), "threads": threads,
                      "torch": torch.__version__, "numpy": np.__version__,
                      "python": platform.python_version(), "machine": machine(),
-                     "seconds": round(seconds, 1)},
+                     "seconds": round(seconds, 1), "log": log},
         "test_accuracy": {"num_images": cluttered.TEST_CANVASES, "full": full.name,
                           "cheapest": cheapest.name,
                           "correct": {r.name: round(r.accuracy * cluttered.TEST_CANVASES)

@@ -294,22 +294,31 @@ def finding(rows: list[Row], keep: float = KEEP) -> str:
             f"the compute: {cheapest.name} ({100 * cheapest.accuracy:.2f} %)")
 
 
+AXES = (("tokens N", "num_tokens"), ("depth", "depth"), ("width", "width"))
+
+
 def axis_effects(rows: list[Row]) -> str:
-    """One line: for each axis (tokens N, depth, width), with the other two at full, the
-    accuracy at its smallest and at its full value, and whether their 95 % intervals are
-    apart (the change is more than the noise) or overlap."""
+    """Two lines: for each axis (tokens N, depth, width), the accuracy at its smallest and at
+    its largest value with the other two held at full, then held at their smallest, and
+    whether the two 95 % intervals are apart (the change is more than the noise) or
+    overlap. An axis can matter in one regime and not in the other (a wide, deep model
+    needs few tokens); both are printed so that neither is hidden."""
     grid = [r for r in rows if r.tau is None]
-    full = max(grid, key=lambda r: r.gflops)
-    parts = []
-    for label, field in (("tokens N", "num_tokens"), ("depth", "depth"), ("width", "width")):
-        others = [f for f in ("num_tokens", "depth", "width") if f != field]
-        series = [r for r in grid if all(getattr(r, f) == getattr(full, f) for f in others)]
-        small = min(series, key=lambda r: getattr(r, field))
-        apart = small.ci_high < full.ci_low
-        parts.append(f"{label} {getattr(small, field)} -> {getattr(full, field)}: "
-                     f"{100 * small.accuracy:.2f} -> {100 * full.accuracy:.2f} % "
-                     f"({'beyond' if apart else 'within'} the intervals)")
-    return "each axis with the other two at full: " + "; ".join(parts)
+    lines = []
+    for regime, pick in (("full", max), ("their smallest", min)):
+        parts = []
+        for label, field in AXES:
+            others = [f for _, f in AXES if f != field]
+            held = {f: pick(getattr(r, f) for r in grid) for f in others}
+            series = sorted((r for r in grid if all(getattr(r, f) == v for f, v in held.items())),
+                            key=lambda r: getattr(r, field))
+            small, large = series[0], series[-1]
+            apart = small.ci_high < large.ci_low or large.ci_high < small.ci_low
+            parts.append(f"{label} {getattr(small, field)} -> {getattr(large, field)}: "
+                         f"{100 * small.accuracy:.2f} -> {100 * large.accuracy:.2f} % "
+                         f"({'beyond' if apart else 'within'} the intervals)")
+        lines.append(f"each axis with the other two at {regime}: " + "; ".join(parts))
+    return "\n".join(lines)
 
 
 @dataclass

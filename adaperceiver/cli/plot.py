@@ -18,7 +18,7 @@ def _errors(rows: list[Row]) -> list[list[float]]:
 
 def plot(rows: list[Row], path: Path, title: str, floor: float,
          baselines: Sequence[tuple[str, float]] = ()) -> None:
-    """Accuracy vs GFLOPs per image, twice: on the left the whole scale from ``floor``
+    """Accuracy vs GFLOPs per image (log scale), twice: on the left the whole scale from ``floor``
     percent up, with a dotted line per (name, accuracy) of ``baselines``; on the right a
     zoom on the model's own range. Both show every grid configuration (grey), one series
     per axis (tokens, depth, width, each with the other two at full), the Pareto front and
@@ -31,7 +31,8 @@ def plot(rows: list[Row], path: Path, title: str, floor: float,
     fig, (whole, zoom) = plt.subplots(1, 2, figsize=(13, 5.5), dpi=100)
     for ax in (whole, zoom):
         _draw(ax, rows)
-        ax.set_xlabel("GFLOPs per image (analytic)")
+        ax.set_xscale("log")  # budgets span an order of magnitude: equal ratios, equal steps
+        ax.set_xlabel("GFLOPs per image (analytic, log scale)")
         ax.grid(alpha=0.3)
     for (name, accuracy), colour in zip(baselines, ("0.35", "0.55", "0.75"), strict=False):
         whole.axhline(100 * accuracy, ls=":", lw=1.2, c=colour, label=f"{name}: "

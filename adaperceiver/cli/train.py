@@ -24,6 +24,7 @@ from .common import non_negative_float, non_negative_int, positive_float, positi
 OUT_FILES = frozenset({"config.json", "model.safetensors", METADATA_NAME, "README.md"})
 TEST_SEED = 2014  # cluttered.TEST_SEED, repeated here so that --help needs no import
 # TrainSettings' defaults, repeated for the same reason (tests/torch/test_train.py checks them)
+MONITORED = 1000  # test canvases on which the full budget is followed during training
 DEFAULTS = dict(steps=8000, batch_size=64, lr=2e-3, weight_decay=0.05, warmup=100,
                 init_std=0.08, seed=0)
 
@@ -50,7 +51,7 @@ def run(args: argparse.Namespace) -> int:
     import torch
 
     from .. import cluttered
-    from ..train import RECIPE, TrainSettings, metadata, model_card, train
+    from ..train import RECIPE, TrainSettings, metadata, model_card, train, training_log
     from .evaluation import table
     from .sweep import evaluate_arrays
 
@@ -61,11 +62,12 @@ def run(args: argparse.Namespace) -> int:
     canvases, labels = cluttered.test_canvases()
     x_test = cluttered.to_input(canvases)
     started = time.perf_counter()
-    result = train(RECIPE, settings, (x_test[:1000], labels[:1000]))
+    result = train(RECIPE, settings, (x_test[:MONITORED], labels[:MONITORED]))
     seconds = time.perf_counter() - started
     evaluation = evaluate_arrays(result.model, x_test, labels)
     info = metadata(settings, args.command_line, seconds, args.threads, evaluation.rows,
-                    cluttered.fingerprint(canvases, labels))
+                    cluttered.fingerprint(canvases, labels),
+                    training_log(result, f"the first {MONITORED} test canvases"))
     with atomic_directory(out, replace=OUT_FILES) as new:
         result.model.save_pretrained(new)
         with atomic_write(new / METADATA_NAME) as f:

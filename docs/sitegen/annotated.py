@@ -30,7 +30,7 @@ from reference_numpy import masks, model, ops, preprocess, rope
 from . import ROOT
 from .figures import BLACK, VERMILLION, FigureError, _svg
 
-CANVAS_INDEX = 3  # test canvas 3: a "0" that one block gets wrong and three get right
+CANVAS_INDEX = 20  # test canvas 20: a "4" that one block gets wrong (a "6") and two get right
 EXIT_TAU = 0.8  # the early-exit threshold the exit stage shows
 PREFIX_G = 4  # the smaller run of the prefix-property check (MASK-6)
 SHOWN_LATENTS = (0, 1, 8, 15)  # latents whose read attention the read figure shows

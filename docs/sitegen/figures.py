@@ -284,11 +284,91 @@ def bundled_tradeoff() -> bytes:
     return _svg(fig, "tradeoff")
 
 
+def _bundled_metadata() -> dict:
+    """The bundled cluttered-digits model's adaperceiver.json (written by ``adaperceiver
+    train``: the run's curves and the test count of every budget)."""
+    import json
+
+    from adaperceiver.digits import CLUTTERED_MODEL
+
+    path = CLUTTERED_MODEL / "adaperceiver.json"
+    try:
+        meta = json.loads(path.read_text())
+        return {"log": meta["training"]["log"], "training": meta["training"],
+                "accuracy": meta["test_accuracy"]}
+    except (OSError, ValueError, KeyError) as e:
+        raise FigureError(f"training figures: cannot read the run recorded in {path}: "
+                          f"{e!r}") from e
+
+
+def training_curves() -> bytes:
+    """The bundled model's training run as ``adaperceiver train`` recorded it: the mean
+    joint loss per window of steps, and the full budget's accuracy on the monitored test
+    canvases at each evaluation."""
+    meta = _bundled_metadata()
+    log, window = meta["log"], meta["log"]["loss_window"]
+    steps, loss = np.asarray(log["loss"]).T  # (W, 2) -> last step, mean loss of each window
+    monitored = np.asarray(log["full_budget_accuracy"])  # (E, 2): step, accuracy
+    fig, (left, right) = plt.subplots(1, 2, figsize=(8, 3.8))
+    left.plot(steps, loss, color=BLUE, linewidth=2)
+    left.axhline(2 * np.log(10), color=GREY, linestyle="--", linewidth=1.5)
+    left.text(steps[-1], 2 * np.log(10) - 0.15, "chance: 2 ln 10", ha="right", va="top")
+    left.set_xlabel("step")
+    left.set_ylabel(f"joint loss (mean of {window} steps)")
+    left.set_ylim(0, None)
+    right.plot(monitored[:, 0], monitored[:, 1] * 100, "o-", color=VERMILLION, linewidth=2)
+    right.axhline(10, color=GREY, linestyle="--", linewidth=1.5)
+    right.text(monitored[-1, 0], 12, "chance: 10 %", ha="right", va="bottom")
+    right.set_ylim(0, 100)
+    right.set_xlabel("step")
+    right.set_ylabel("full budget, test accuracy (%)")
+    for ax in (left, right):
+        ax.grid(alpha=0.3)
+    fig.suptitle(f"one run of `{meta['training']['command'].split(' --out')[0]}` "
+                 f"(seed {meta['training']['seed']}); accuracy on {log['monitored']}")
+    fig.tight_layout()
+    return _svg(fig, "training-curves")
+
+
+def training_budgets() -> bytes:
+    """Test accuracy of every fixed budget of the bundled model with its 95 % Wilson
+    interval, from the counts ``adaperceiver train`` recorded: against depth, one line
+    per N, at the widest FFN (solid) and the narrowest (dashed)."""
+    import re
+
+    from adaperceiver.stats import wilson_interval
+
+    acc = _bundled_metadata()["accuracy"]
+    n, budgets = acc["num_images"], {}
+    for name, correct in acc["correct"].items():
+        match = re.fullmatch(r"N=(\d+) depth=(\d+) width=(\d+)", name)
+        if match:  # exit rows are named by tau and policy
+            budgets[tuple(int(v) for v in match.groups())] = correct
+    grans, depths, widths = (sorted({key[i] for key in budgets}) for i in range(3))
+    fig, ax = plt.subplots(figsize=(8, 5.6))
+    for g, colour in zip(grans, LINE_COLOURS, strict=False):
+        for width, style in ((widths[-1], "o-"), (widths[0], "s--")):
+            counts = [budgets[g, d, width] for d in depths]
+            low, high = np.array([wilson_interval(k, n) for k in counts]).T * 100
+            value = np.array(counts) / n * 100
+            ax.errorbar(depths, value, yerr=[value - low, high - value], fmt=style,
+                        color=colour, capsize=3, linewidth=2 if style == "o-" else 1.2,
+                        label=f"N={g}, width {width}")
+    ax.set_xlabel("depth (blocks run)")
+    ax.set_ylabel("test accuracy (%), 95 % interval")
+    ax.set_title(f"every fixed budget of the bundled model, {n} test canvases")
+    ax.grid(alpha=0.3)
+    fig.legend(*ax.get_legend_handles_labels(), loc="lower center", ncol=len(grans) // 2 + 1,
+               fontsize=11, columnspacing=1.0)
+    fig.tight_layout(rect=(0, 0.2, 1, 1))  # the legend's two rows below the axes
+    return _svg(fig, "training-budgets")
+
+
 # The threshold of the early-exit figure and of the tutorial's "try it": chosen so that
 # the two policies give different exit depths on the tutorial batch (tests/docs check it).
 EXIT_TAU = 0.36
 FIGURES = ("pipeline.svg", "masks.svg", "matryoshka.svg", "rope.svg", "early-exit.svg",
-           "tradeoff.svg")
+           "tradeoff.svg", "training-curves.svg", "training-budgets.svg")
 
 
 def render_all() -> tuple[dict[str, bytes], Facts]:
@@ -303,6 +383,8 @@ def render_all() -> tuple[dict[str, bytes], Facts]:
         "rope.svg": rope_scaling(config, weights, images),
         "early-exit.svg": early_exit(config, weights, images, EXIT_TAU, facts),
         "tradeoff.svg": bundled_tradeoff(),
+        "training-curves.svg": training_curves(),
+        "training-budgets.svg": training_budgets(),
     }
     assert tuple(figures) == FIGURES
     return figures, Facts(**facts)

@@ -18,6 +18,12 @@ from adaperceiver.stats import wilson_interval
 META = json.loads((CLUTTERED_MODEL / "adaperceiver.json").read_text())
 
 
+def _budget(name: str) -> dict[str, int]:
+    """"N=2 depth=1 width=32" -> the call's keyword arguments."""
+    return dict(zip(("num_tokens", "depth", "mat_dim"),
+                    (int(part.split("=")[1]) for part in name.split()), strict=True))
+
+
 @pytest.fixture(scope="module")
 def model():
     return ClassificationAdaPerceiver.from_pretrained(CLUTTERED_MODEL).eval()
@@ -67,8 +73,7 @@ def test_accuracy_lies_within_the_recorded_interval(model, test_set, which):
     few borderline images, never many)."""
     acc = META["test_accuracy"]
     name = acc[which]
-    budget = dict(zip(("num_tokens", "depth", "mat_dim"),
-                      (int(part.split("=")[1]) for part in name.split()), strict=True))
+    budget = _budget(name)
     x, y = (torch.from_numpy(a) for a in test_set)
     with torch.inference_mode():
         predicted = torch.cat([model(x[i:i + 512], **budget).logits[:, 0].argmax(-1)
@@ -79,11 +84,48 @@ def test_accuracy_lies_within_the_recorded_interval(model, test_set, which):
 
 
 def test_the_budgets_differ():
-    """What the bundled task is for: the recorded cheapest budget is more than 8 points below
-    the full one (9.8 for the bundled seed, 8.9-10.8 over three seeds: docs/model-cards.md),
-    beyond both 95 % intervals."""
+    """What the bundled task is for: the recorded cheapest budget is at least 10 points below
+    the full one (the issue's target; docs/model-cards.md has the spread over seeds), beyond
+    both 95 % intervals."""
     acc = META["test_accuracy"]
     n = acc["num_images"]
     full, cheap = acc["correct"][acc["full"]], acc["correct"][acc["cheapest"]]
-    assert full - cheap >= 0.08 * n
+    assert full - cheap >= 0.10 * n
     assert wilson_interval(cheap, n)[1] < wilson_interval(full, n)[0]
+
+
+
+def test_each_axis_moves_accuracy_beyond_the_noise():
+    """For each axis (tokens, depth, width), going from its smallest to its largest value
+    with the other two at their smallest raises the recorded accuracy beyond both 95 %
+    intervals; for tokens and depth also with the other two at full (the demo prints both
+    regimes)."""
+    acc = META["test_accuracy"]
+    n, counts = acc["num_images"], acc["correct"]
+    grid = {tuple(_budget(name).values()): k for name, k in counts.items()
+            if name.startswith("N=")}
+    values = [sorted({key[i] for key in grid}) for i in range(3)]
+    for axis in range(3):
+        regimes = ("smallest", "full") if axis < 2 else ("smallest",)
+        for regime in regimes:
+            held = [v[0] if regime == "smallest" else v[-1] for v in values]
+            low, high = list(held), list(held)
+            low[axis], high[axis] = values[axis][0], values[axis][-1]
+            small, large = grid[tuple(low)], grid[tuple(high)]
+            assert wilson_interval(small, n)[1] < wilson_interval(large, n)[0], (
+                axis, regime, small, large)
+
+
+def test_the_model_card_states_the_recorded_numbers():
+    """Every accuracy in docs/model-cards.md's table of the bundled model is the recorded
+    count / num_images, to the two decimals shown."""
+    import re
+
+    card = (CLUTTERED_MODEL.parents[2] / "docs" / "model-cards.md").read_text()
+    section = card.split("### Accuracy at each budget")[1].split("###")[0]
+    acc = META["test_accuracy"]
+    rows = re.findall(r"^\| (N=\d+ depth=\d+ width=\d+)[^|]*\| ([\d.]+) % \|", section, re.M)
+    assert len(rows) >= 5
+    for name, shown in rows:
+        assert float(shown) == pytest.approx(100 * acc["correct"][name] / acc["num_images"],
+                                             abs=0.006), name

@@ -4,6 +4,7 @@ the whole-program runs), and every error path as one line on stderr with no trac
 from __future__ import annotations
 
 import json
+import math
 import os
 import subprocess
 import sys
@@ -18,6 +19,7 @@ import reference_numpy as oracle
 from adaperceiver import ClassificationAdaPerceiver, cluttered
 from adaperceiver.cli import main
 from adaperceiver.digits import BUNDLED_MODEL, DIGITS_FILE
+from adaperceiver.train import RECIPE
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -169,7 +171,11 @@ def test_train_writes_a_published_layout_checkpoint(tmp_path):
     meta = json.loads((tmp_path / "ck" / "adaperceiver.json").read_text())
     assert meta["training"]["command"] == "adaperceiver train --out ck --steps 3"
     assert meta["training"]["steps"] == 3 and meta["training"]["seed"] == 0
-    assert len(meta["test_accuracy"]["correct"]) == 4 * 6 * 3 + 5 * 2
+    grid = len(RECIPE["mask_token_grans"]) * RECIPE["depth"] * len(RECIPE["mat_dims"])
+    assert len(meta["test_accuracy"]["correct"]) == grid + 5 * 2  # + 5 tau x 2 policies
+    log = meta["training"]["log"]  # one (shorter) loss window, one evaluation at the end
+    assert log["loss"][0][0] == 3 and math.isfinite(log["loss"][0][1]) and len(log["loss"]) == 1
+    assert [step for step, _ in log["full_budget_accuracy"]] == [3]
     assert "N=16 depth=6 width=64" in result.stdout  # the per-budget table
 
 

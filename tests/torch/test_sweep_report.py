@@ -6,7 +6,7 @@ from __future__ import annotations
 import matplotlib.pyplot as plt
 import pytest
 
-from adaperceiver.cli.evaluation import Row, finding, mark_pareto, table
+from adaperceiver.cli.evaluation import Row, axis_effects, finding, mark_pareto, table
 from adaperceiver.cli.plot import plot
 
 
@@ -35,6 +35,28 @@ def test_finding_names_the_cheapest_row_keeping_95_percent():
     assert "needs 31 % of the compute: N=8 depth=2 width=8 (78.00 %)" in line
     assert "needs 10 % of the compute: N=4 depth=1 width=8" in finding(ROWS, keep=0.6)
     assert "needs 100 % of the compute: N=16 depth=4 width=16" in finding(ROWS, keep=1.0)
+
+
+def test_axis_effects_at_full_and_at_the_smallest_setting_of_the_others():
+    """A 2 x 2 x 2 grid (N 1/4, depth 1/2, width 8/16; intervals +/- 2 points) where tokens
+    matter only at the smallest depth and width: with the others at full N changes 0.80 ->
+    0.81 (within), with the others at their smallest 0.50 -> 0.70 (beyond). An exit row
+    (depth not a grid value) is ignored."""
+    acc = {(1, 1, 8): 0.50, (4, 1, 8): 0.70, (1, 2, 8): 0.60, (4, 2, 8): 0.75,
+           (1, 1, 16): 0.55, (4, 1, 16): 0.72, (1, 2, 16): 0.80, (4, 2, 16): 0.81}
+    rows = [_row(f"N={n} depth={d} width={w}", a, n * d * w, num_tokens=n, depth=d, width=w)
+            for (n, d, w), a in acc.items()]
+    rows.append(_row("exit tau=0.9 per_sample (N=4 width=16)", 0.2, 50.0, tau=0.9,
+                     num_tokens=4, width=16, depth=1.5))
+    at_full, at_smallest = axis_effects(rows).splitlines()
+    assert at_full == (
+        "each axis with the other two at full: tokens N 1 -> 4: 80.00 -> 81.00 % (within the "
+        "intervals); depth 1 -> 2: 72.00 -> 81.00 % (beyond the intervals); width 8 -> 16: "
+        "75.00 -> 81.00 % (beyond the intervals)")
+    assert at_smallest == (
+        "each axis with the other two at their smallest: tokens N 1 -> 4: 50.00 -> 70.00 % "
+        "(beyond the intervals); depth 1 -> 2: 50.00 -> 60.00 % (beyond the intervals); "
+        "width 8 -> 16: 50.00 -> 55.00 % (beyond the intervals)")
 
 
 def test_table_shows_intervals_flags_and_time_only_when_measured():
