@@ -4,9 +4,9 @@
 adapter with its factory in a **worker process** (a fresh ``python -c`` interpreter in its
 own process group, given the suite's ``sys.path``) and forwards every adapter call to it
 over two pipes (``multiprocessing.connection.Connection``: arguments and results
-pickled): the factory itself, ``load``, ``classify``, ``distill``, ``stages`` and
-``anytime``. The port's handles stay in the worker; the suite holds ``RemoteHandle``
-tokens. Any adapter runs behind it unchanged, a subprocess-protocol adapter for a
+pickled): the factory itself, ``load``, ``classify``, ``distill``, ``stages``,
+``anytime`` and ``preprocess``. The port's handles stay in the worker; the suite holds
+``RemoteHandle`` tokens. Any adapter runs behind it unchanged, a subprocess-protocol adapter for a
 non-Python port included (it is an ordinary Python adapter running in the worker, and
 its executable is killed with the worker's process group).
 
@@ -110,22 +110,38 @@ def _portable(value: Any) -> Any:
     return value
 
 
+# Builtin types an exception keeps when it does not round-trip through pickle (ARG-8's).
+KEPT_TYPES = {"TypeError": TypeError, "ValueError": ValueError}
+
+
 def _portable_error(error: BaseException) -> tuple[str, Any, str]:
-    """(``"pickled"``, bytes, traceback) when the exception round-trips through pickle,
-    else (``"text"``, "Type: message", traceback)."""
+    """(``"pickled"``, bytes, traceback) when the exception round-trips through pickle with
+    its type and message, else (``"text"``, (builtin base type name, "Type: message"),
+    traceback): an exception whose ``__init__`` takes other arguments than its message (a
+    ``CheckpointError(problems, source)``) would come back garbled from pickle."""
     text = "".join(traceback.format_exception(type(error), error, error.__traceback__))
     try:
         data = pickle.dumps(error)
-        pickle.loads(data)
-        return "pickled", data, text
+        copy = pickle.loads(data)
+        if type(copy) is type(error) and str(copy) == str(error):
+            return "pickled", data, text
     except Exception:
-        return "text", f"{type(error).__name__}: {error}", text
+        pass
+    base = next(cls.__name__ for cls in type(error).__mro__ if cls.__module__ == "builtins")
+    return "text", (base, f"{type(error).__name__}: {error}"), text
 
 
 def _rebuild_error(form: str, data: Any, text: str) -> Exception:
+    """The port's exception in the suite's process: unpickled, or rebuilt from its text as
+    its builtin base type when that is ``TypeError`` or ``ValueError`` (ARG-8 compares the
+    type), else a ``PortError``."""
     error: BaseException
     try:
-        error = pickle.loads(data) if form == "pickled" else PortError(data)
+        if form == "pickled":
+            error = pickle.loads(data)
+        else:
+            base, message = data
+            error = KEPT_TYPES.get(base, PortError)(message)
     except Exception:
         error = PortError(text.strip().splitlines()[-1])
     if not isinstance(error, Exception):  # SystemExit, a BaseException subclass: not a result
@@ -161,6 +177,8 @@ def serve(requests: Connection, replies: Connection, spec: str) -> None:
                 handle_id = next(ids)
                 handles[handle_id] = adapter.load(*args)
                 reply: tuple = ("ok", handle_id)
+            elif handle_id is None:  # a call without a model (preprocess)
+                reply = ("ok", _portable(getattr(adapter, method)(*args, **kwargs)))
             else:
                 reply = ("ok", _portable(getattr(adapter, method)(handles[handle_id], *args,
                                                                   **kwargs)))
@@ -379,3 +397,6 @@ class IsolatedPort:
 
     def anytime(self, handle: Any, images: Any, **call_args: Any) -> dict:
         return self._method("anytime", handle, images, **call_args)
+
+    def preprocess(self, kind: str, image: Any, size: int) -> Any:
+        return self._request("preprocess", None, (kind, image, size), {})

@@ -43,6 +43,14 @@ Adapter contract (``PortAdapter``):
     ``(B, N, D)``, ``write`` ``(B, 1, D)``. Used for the prefix property
     (MASK-6) and, on a failure, to report the first stage that diverges.
 
+``preprocess(kind, image, size) -> np.ndarray`` (for each kind in ``capabilities.preprocessing``)
+    The port's image preprocessing (spec preprocessing.md), when it has one:
+    ``kind`` ``"imagenet"``: ``image`` a uint8 ``(3, H, W)`` array, ``size`` = S, returns
+    the ``(3, S, S)`` model input (PRE-1 resize, PRE-2 crop, PRE-3 normalisation);
+    ``kind`` ``"digits"``: ``image`` a uint8 ``(1, H, W)`` grey digit, ``size`` = 8, returns
+    the ``(1, 8, 8)`` input (PRE-5). Optional: a port without preprocessing declares none
+    and those tests skip with the reason.
+
 ``anytime(handle, images, **call_args) -> dict`` (when ``capabilities.anytime``)
     The anytime grid (spec anytime.md, ANY-1..4): ``{"logits": (B, K, G, C) array,
     "granularities": (G,) ints}``, entry ``[b, l, j]`` being sample b's logits at depth
@@ -77,6 +85,7 @@ KINDS = ("classification", "distill")
 EXIT_POLICIES = ("batch_mean", "per_sample")
 ATTN_LAYERS = ("flex", "full")
 BLOCK_MASKS = ("block", "causal", "none")
+PREPROCESSING = ("imagenet", "digits")
 
 
 # A port override may loosen TOL-1 up to this factor without ``beyond_bound``.
@@ -145,6 +154,8 @@ class Capabilities:
         stages: the adapter implements ``stages`` (prefix property, divergence report).
         anytime: the adapter implements ``anytime``, the grid of every (depth x
             granularity) logit of one call (ANY-1..4); default False: its tests skip.
+        preprocessing: the preprocessing kinds ``preprocess`` implements, ``"imagenet"``
+            (PRE-1..3) and ``"digits"`` (PRE-5); default none: their tests skip.
         versions: extra version strings for the report (runtime, compiler, ...).
         tolerance_overrides: per-test loosened tolerances, each with a reason.
     """
@@ -162,6 +173,7 @@ class Capabilities:
     images_arg: str = "images"
     stages: bool = False
     anytime: bool = False
+    preprocessing: frozenset[str] = frozenset()
     versions: Mapping[str, str] = field(default_factory=dict)
     tolerance_overrides: tuple[ToleranceOverride, ...] = ()
 
@@ -177,7 +189,8 @@ class Capabilities:
         for name, value, allowed in (("kinds", self.kinds, KINDS),
                                      ("exit_policies", self.exit_policies, EXIT_POLICIES),
                                      ("attn_layers", self.attn_layers, ATTN_LAYERS),
-                                     ("block_masks", self.block_masks, BLOCK_MASKS)):
+                                     ("block_masks", self.block_masks, BLOCK_MASKS),
+                                     ("preprocessing", self.preprocessing, PREPROCESSING)):
             if isinstance(value, str) or not isinstance(value, (set, frozenset, list, tuple)):
                 raise ValueError(f"Capabilities.{name} must be a set of strings from "
                                  f"{list(allowed)}, got {value!r}")
@@ -283,6 +296,7 @@ def load_adapter(spec: str) -> PortAdapter:
     required += ["distill"] if "distill" in caps.kinds else []
     required += ["stages"] if caps.stages else []
     required += ["anytime"] if caps.anytime else []
+    required += ["preprocess"] if caps.preprocessing else []
     missing = [name for name in required if not callable(getattr(adapter, name, None))]
     if missing:
         raise AdapterError(f"--impl {spec!r}: adapter lacks method(s) {missing} "

@@ -108,11 +108,12 @@ def check_depth(depth: Any, config: Mapping[str, Any]) -> int:
 
 
 def check_depth_tau(depth_tau: Any, depth: Any, config: Mapping[str, Any]) -> float | None:
-    """ARG-4: a real number in [0, 1], classification only, never together with depth."""
+    """ARG-4: a real number in [0, 1], never together with depth; for a distill config a
+    TypeError (the distill model has no depth_tau)."""
     if depth_tau is None:
         return None
-    if "output_feat_dim" in config:
-        raise ValueError(
+    if "output_feat_dim" in config:  # not an argument of the distill model: TypeError (ARG-4)
+        raise TypeError(
             f"depth_tau is only allowed for the classification model, got {depth_tau!r} "
             "with a distill config"
         )

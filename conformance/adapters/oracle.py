@@ -9,7 +9,7 @@ from typing import Any
 
 import numpy as np
 
-from ..protocol import Capabilities
+from ..protocol import PREPROCESSING, Capabilities
 from . import project_version
 
 
@@ -22,7 +22,8 @@ class OracleAdapter:
         self._oracle = reference_numpy
         self.capabilities = Capabilities(
             name="reference_numpy", version=project_version(),
-            dtype="float64", stages=True, anytime=True, versions={"numpy": np.__version__})
+            dtype="float64", stages=True, anytime=True, preprocessing=PREPROCESSING,
+            versions={"numpy": np.__version__})
 
     def load(self, checkpoint_dir: str) -> tuple[dict, dict]:
         return self._oracle.load_checkpoint(checkpoint_dir)
@@ -46,6 +47,15 @@ class OracleAdapter:
         config, weights = handle
         grid = self._oracle.anytime(weights, config, images, **call_args)
         return {"logits": grid.logits, "granularities": np.array(grid.granularities)}
+
+
+    def preprocess(self, kind: str, image: np.ndarray, size: int) -> np.ndarray:
+        """PRE-1..3 (``imagenet``, to ``size``) or PRE-5 (``digits``, 8 x 8)."""
+        from reference_numpy import preprocess
+
+        if kind == "digits":
+            return preprocess.digits_image(image)
+        return preprocess.imagenet_eval(image, size)
 
 
 def factory() -> OracleAdapter:

@@ -125,6 +125,19 @@ class SubprocessAdapter:
     def anytime(self, handle: str, images: np.ndarray, **call_args: Any) -> dict:
         return self._call("anytime", handle, images, call_args)
 
+    def preprocess(self, kind: str, image: np.ndarray, size: int) -> np.ndarray:
+        """The port's preprocessing (when declared): the uint8 image as a file, ``x`` back."""
+        call = Path(self._tmp.name) / f"call-{next(self._ids)}"
+        call.mkdir()
+        save_npy(call / "image.npy", image)
+        response = self._request({"op": "preprocess", "kind": kind, "size": int(size),
+                                  "image": str(call / "image.npy"), "out_dir": str(call)})
+        x = np.load(response["outputs"]["x"], allow_pickle=False)
+        for path in call.iterdir():
+            path.unlink()
+        call.rmdir()
+        return x
+
     def close(self) -> None:
         """Ask the port to exit (``{"op": "exit"}``), then stop it and remove the files."""
         if self._process.poll() is None:

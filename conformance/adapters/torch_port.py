@@ -5,13 +5,12 @@
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from ..protocol import Capabilities
+from ..protocol import PREPROCESSING, Capabilities
 from . import project_version
 
 
@@ -29,11 +28,15 @@ class TorchAdapter:
         self.capabilities = Capabilities(
             name="adaperceiver (PyTorch)",
             version=project_version(),
-            dtype=dtype, stages=True, anytime=True, images_arg="x",
+            dtype=dtype, stages=True, anytime=True, images_arg="x", preprocessing=PREPROCESSING,
             versions={"torch": torch.__version__, "numpy": np.__version__})
 
     def load(self, checkpoint_dir: str) -> Any:
-        config = json.loads((Path(checkpoint_dir) / "config.json").read_text())
+        from adaperceiver.hub import read_config
+
+        # the model's own safe reader (CKPT-8: a regular file of at most 1 MiB, no repeated
+        # keys), so a FIFO or a directory named config.json is reported, never waited on
+        config = read_config(Path(checkpoint_dir) / "config.json")
         cls = (self._models.DistillAdaPerceiver if "output_feat_dim" in config
                else self._models.ClassificationAdaPerceiver)
         return cls.from_pretrained(checkpoint_dir).to(self._dtype).eval()
@@ -61,6 +64,16 @@ class TorchAdapter:
             grid = model.anytime(x, **call_args)
         return {"logits": grid.logits.double().numpy(),
                 "granularities": np.array(grid.granularities)}
+
+
+    def preprocess(self, kind: str, image: np.ndarray, size: int) -> np.ndarray:
+        """``adaperceiver.preprocess``: PRE-1..3 (``imagenet``) or PRE-5 (``digits``)."""
+        from adaperceiver import preprocess
+
+        tensor = self._torch.from_numpy(np.ascontiguousarray(image))
+        x = preprocess.digits_image(tensor) if kind == "digits" else preprocess.imagenet_eval(
+            tensor, size)
+        return x.double().numpy()
 
 
 def float32() -> TorchAdapter:

@@ -13,6 +13,9 @@ line to stdout (and nothing else to stdout: logs go to stderr). Requests:
     {"op": "classify" | "distill" | "stages" | "anytime", "handle": H,
      "images": FILE.npy, "args": {...}, "out_dir": DIR}
         -> {"ok": true, "outputs": {NAME: FILE.npy, ...}}   files written under out_dir
+    {"op": "preprocess", "kind": "imagenet" | "digits", "image": FILE.npy, "size": S,
+     "out_dir": DIR}                                 (optional, when declared)
+        -> {"ok": true, "outputs": {"x": FILE.npy}}
     {"op": "exit"}                                   no response; the process exits
 
 Any failure (an invalid argument, ARG-1..8) is a response, not a crash:
@@ -31,11 +34,13 @@ from typing import Any
 import numpy as np
 
 import reference_numpy
+import reference_numpy.preprocess
 from conformance.export import save_npy
 
 CAPABILITIES = {  # conformance.protocol.Capabilities fields, as JSON
     "name": "reference_numpy (subprocess)", "version": "1", "dtype": "float64",
-    "stages": True, "anytime": True, "versions": {"numpy": np.__version__},
+    "stages": True, "anytime": True, "preprocessing": ["imagenet", "digits"],
+    "versions": {"numpy": np.__version__},
 }
 
 
@@ -55,6 +60,13 @@ def run_model(op: str, model: tuple[dict, dict], images: np.ndarray,
     return {"logits": grid.logits, "granularities": np.array(grid.granularities)}
 
 
+def preprocess(kind: str, image: np.ndarray, size: int) -> np.ndarray:
+    """PRE-1..3 (``imagenet``, to ``size``) or PRE-5 (``digits``) of a uint8 image."""
+    if kind == "digits":
+        return reference_numpy.preprocess.digits_image(image)
+    return reference_numpy.preprocess.imagenet_eval(image, size)
+
+
 def handle_request(request: dict[str, Any], models: dict[str, tuple[dict, dict]]) -> dict:
     """The response to one request (``models``: handle -> loaded checkpoint, updated by load)."""
     op = request["op"]
@@ -64,9 +76,13 @@ def handle_request(request: dict[str, Any], models: dict[str, tuple[dict, dict]]
         handle = f"h{len(models)}"
         models[handle] = reference_numpy.load_checkpoint(request["checkpoint"])
         return {"ok": True, "handle": handle}
-    if op in ("classify", "distill", "stages", "anytime"):
-        images = np.load(request["images"], allow_pickle=False)
-        arrays = run_model(op, models[request["handle"]], images, request["args"])
+    if op in ("classify", "distill", "stages", "anytime", "preprocess"):
+        if op == "preprocess":
+            image = np.load(request["image"], allow_pickle=False)
+            arrays = {"x": preprocess(request["kind"], image, request["size"])}
+        else:
+            images = np.load(request["images"], allow_pickle=False)
+            arrays = run_model(op, models[request["handle"]], images, request["args"])
         outputs = {}
         for name, array in arrays.items():
             path = Path(request["out_dir"]) / f"{name}.npy"
@@ -74,7 +90,7 @@ def handle_request(request: dict[str, Any], models: dict[str, tuple[dict, dict]]
             outputs[name] = str(path)
         return {"ok": True, "outputs": outputs}
     raise ValueError(f"op must be one of hello, load, classify, distill, stages, anytime, "
-                     f"exit, got {op!r}")
+                     f"preprocess, exit, got {op!r}")
 
 
 def main() -> int:

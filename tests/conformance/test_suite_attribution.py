@@ -45,7 +45,7 @@ def test_clause_list_equals_clauses_md():
     assert coverage["MASK-3"]["status"] == "exercised"
     assert coverage["EXIT-2"] == {"status": "not exercised", "title": index()["EXIT-2"],
                                   "reason": "skipped: no exit (capabilities.x)"}
-    assert coverage["PRE-1"]["reason"] == NOT_PORT_LEVEL["PRE-1"]
+    assert coverage["LIM-3"]["reason"] == NOT_PORT_LEVEL["LIM-3"]
     assert coverage["NUM-1"]["reason"] == "no selected test carries it"
 
 

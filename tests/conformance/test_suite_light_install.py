@@ -15,7 +15,8 @@ SUITE_MODULES = ("conformance.plugin", "conformance.adapters.oracle", "conforman
                  "conformance.profiles", "conformance.snippet", "conformance.tests.conftest",
                  "conformance.tests.test_goldens", "conformance.tests.test_invariants",
                  "conformance.tests.test_properties", "conformance.tests.test_errors",
-                 "conformance.tests.test_anytime", "conformance.tests.test_published")
+                 "conformance.tests.test_anytime", "conformance.tests.test_published",
+                 "conformance.tests.test_loading", "conformance.tests.test_preprocessing")
 
 
 def test_importing_the_suite_does_not_import_torch():

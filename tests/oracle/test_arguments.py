@@ -115,8 +115,9 @@ def test_depth_and_depth_tau_together_rejected():
 
 
 def test_depth_tau_rejected_for_distill():
-    """ARG-4, DIST-3: the distill model has no confidence exit."""
-    with pytest.raises(ValueError, match="^depth_tau"):
+    """ARG-4, DIST-3: the distill model has no confidence exit: depth_tau is a TypeError in
+    every API, trace's shared signature included (spec 0.2.1)."""
+    with pytest.raises(TypeError, match="^depth_tau"):
         trace(DISTILL_WEIGHTS, DISTILL, X, depth_tau=0.5)
     with pytest.raises(TypeError, match="depth_tau"):
         distill(DISTILL_WEIGHTS, DISTILL, X, depth_tau=0.5)
