@@ -52,7 +52,7 @@ def run(args: argparse.Namespace) -> int:
     from .. import cluttered
     from ..train import RECIPE, TrainSettings, metadata, model_card, train
     from .evaluation import table
-    from .sweep import evaluate_arrays
+    from .sweeping import evaluate_arrays
 
     out = Path(args.out)
     check_out(out, args.force)
