@@ -31,10 +31,11 @@ from .session import OnnxGraph, check_images
 
 class OnnxAnytime:
     """``anytime(x, num_tokens, mat_dim, token_grans)`` of ``model`` (float32; each graph is
-    a snapshot of the weights when it was exported) through ONNX Runtime's CPU provider with ``threads`` intra-op threads
-    (None: torch's thread count). ``quantize``: None (float32) or "int8". ``setup_seconds``
-    sums the export (and quantization) time of the graphs made so far. A float32 object
-    keeps its graphs' ModelProtos (``protos``) so that ``quantized`` can derive int8 ones."""
+    a snapshot of the weights when it was exported) through ONNX Runtime's CPU provider
+    with ``threads`` intra-op threads (None: torch's thread count). ``quantize``: None
+    (float32) or "int8". ``setup_seconds`` sums the export (and quantization) time of the
+    graphs made so far. A float32 object keeps its graphs' ModelProtos (``protos``) so
+    that ``quantized`` can derive int8 ones."""
 
     def __init__(self, model: ClassificationAdaPerceiver, *, quantize: str | None = None,
                  threads: int | None = None):

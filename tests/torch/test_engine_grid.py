@@ -39,7 +39,7 @@ def tiny(tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def data():
-    x = images(24, CONFIG, seed=2)
+    x = images(24, CONFIG, seed=2).astype(np.float32)  # ONNX graphs take float32
     y = np.random.default_rng(3).integers(0, CONFIG["num_classes"], len(x))
     return x, y
 
