@@ -31,6 +31,13 @@ Engines and precisions (``SUPPORTED``):
   (``auto_choices``); ``compiled`` is not a candidate because its setup costs a minute
   per budget. For bf16 auto is ``torch``, for int8 ``onnxruntime``.
 
+The whole anytime grid (every depth x granularity of one width, ANY-1; what ``sweep`` and
+``demo`` evaluate) comes from ``anytime_model(model, engine=..., precision=...)``: an object
+whose ``anytime(x, num_tokens=..., mat_dim=...)`` returns what ``model.anytime`` returns
+(``GRID_SUPPORTED``): the torch model itself (fp32; bf16 is the caller's
+``torch.autocast``), or ``adaperceiver.onnx.anytime.OnnxAnytime``, one exported anytime
+graph per width run by ONNX Runtime (fp32, or int8 with its weight matmuls quantized).
+
 Every non-fp32-eager runner is a snapshot of the weights when it was made (a copy, a
 graph or a compiled graph): make a new runner after changing them.
 """
@@ -53,7 +60,7 @@ from torch import Tensor
 
 from .arguments import parse_call
 from .bench.timing import interleaved
-from .config import ENGINES, PRECISIONS, SUPPORTED
+from .config import ENGINES, GRID_SUPPORTED, PRECISIONS, SUPPORTED
 from .model import AdaPerceiverOutput, ClassificationAdaPerceiver
 
 BUDGET_KEYS = ("num_tokens", "mat_dim", "depth", "depth_tau", "token_grans", "exit_policy")
@@ -110,6 +117,26 @@ def runner(model_or_checkpoint: ClassificationAdaPerceiver | str | Path, *, engi
     start = time.perf_counter()
     call = _BUILDERS[engine](model, precision, budget)
     return Runner(engine, precision, budget, time.perf_counter() - start, call)
+
+
+def anytime_model(model: ClassificationAdaPerceiver, *, engine: str = "torch",
+                  precision: str = "fp32") -> Any:
+    """What computes ``model.anytime``'s grid on ``engine`` at ``precision``
+    (``GRID_SUPPORTED``; ``auto`` is torch, onnxruntime for int8): the model itself for
+    torch (bf16: run it under ``torch.autocast``), an ``OnnxAnytime`` (graphs exported on
+    first use, a snapshot of the weights) for onnxruntime. Anything else is a
+    ``ValueError`` naming what is allowed."""
+    if engine == "auto":
+        engine = "onnxruntime" if precision == "int8" else "torch"
+    if precision not in GRID_SUPPORTED.get(engine, ()):
+        allowed = "; ".join(f"{e}: {', '.join(p)}" for e, p in GRID_SUPPORTED.items())
+        raise ValueError(f"engine {engine!r} with precision {precision!r} cannot compute the "
+                         f"anytime grid (allowed: {allowed})")
+    if engine == "torch":
+        return model
+    from .onnx.anytime import OnnxAnytime
+
+    return OnnxAnytime(model.float().eval(), quantize="int8" if precision == "int8" else None)
 
 
 # --- engines -------------------------------------------------------------------------------

@@ -13,9 +13,12 @@
    seconds (export, quantization, compilation with its first call); the process's peak
    resident memory after the path was set up and run (``ru_maxrss``, cumulative, so it
    grows in row order);
-3. proportionality at batch 8: for each path but the peer, the time of width 416 and of
-   N = 64 tokens relative to its own full budget (median [min..max] of per-round ratios)
-   beside the FLOP ratio (for ONNX Runtime each budget is another export);
+3. proportionality at batch 8 (and 1 without ``--quick``): for each path but the peer,
+   the time of width 416 and of N = 64 tokens relative to its own full budget (median
+   [min..max] of per-round ratios) beside the FLOP ratio (for ONNX Runtime each budget is
+   another export); then for ours eager, bf16 and ONNX Runtime fp32 and int8 the
+   confidence exit (batch_mean, per_sample) relative to that path's full budget beside
+   its FLOP ratio (``bench_exits``; ONNX Runtime exits on the host after the anytime graph);
 4. with ``--profile``: the milliseconds (and shares) of one batch-8 forward in GEMMs,
    attention and the rest (elementwise, norms, copies) for ours eager (torch profiler,
    self times) and ONNX Runtime float32 (its node profile).
@@ -161,6 +164,52 @@ def bench_proportions(all_paths: list[Route], x: torch.Tensor, rounds: int, conf
         print(f"  {path.name:<28} time / full: {', '.join(cells)}", flush=True)
 
 
+def bench_exits(model: ClassificationAdaPerceiver, all_paths: list[Route], x: torch.Tensor,
+                rounds: int, full: tuple[int, int, int] = FULL) -> None:
+    """Confidence exit per engine at the width and N of ``full``, at a tau that spreads the
+    per-sample exit depths (``cli._spread_tau``): time relative to the same path's full
+    budget beside the FLOP ratio (mean over samples of each exit depth). Torch fp32 and
+    bf16 run ``engine.runner`` with ``depth_tau``; ONNX Runtime fp32 and int8 run one
+    anytime graph (``OnnxAnytime``, int8 quantized from it) and exit on the host (ANY-6),
+    so they save no time; the compiled path is skipped (the exit is data-dependent)."""
+    from ..anytime import early_exit
+    from ..engine import runner
+    from ..onnx.anytime import OnnxAnytime
+    from .cli import _confidences, _spread_tau
+
+    N, m, d = full
+    tau = _spread_tau(_confidences(model, x))
+    routes = {path.name: path for path in all_paths}
+    grid = OnnxAnytime(model)
+    grid.graph(N, m, None, tuple(x.shape[2:]))
+    grids = {"onnxruntime fp32": grid, "onnxruntime int8": grid.quantized()}
+
+    def exits(name: str, policy: str) -> Callable[[], Any]:
+        if name in grids:
+            def call() -> torch.Tensor:
+                by_depth = grids[name].anytime(x, num_tokens=N, mat_dim=m).logits[:, :, -1]
+                return early_exit(by_depth, tau, policy)[0]  # (B,) exit depths
+            return call
+        precision = "bf16" if "bf16" in name else "fp32"
+        run = runner(model, precision=precision, num_tokens=N, mat_dim=m, depth_tau=tau,
+                     exit_policy=policy)
+        return lambda: run(x).exit_depths
+
+    full_flops = flops(model.config, num_tokens=N, mat_dim=m, depth=d)
+    for name in ("ours eager", "ours autocast bf16", *grids):
+        fns = {"full": routes[name].build(full, x)}
+        fns.update({p: exits(name, p) for p in ("batch_mean", "per_sample")})
+        t = interleaved(fns, rounds)
+        cells = []
+        for policy in ("batch_mean", "per_sample"):
+            depths = fns[policy]().tolist()
+            gflop = sum(flops(model.config, num_tokens=N, mat_dim=m, depth=e)
+                        for e in depths) / len(depths)
+            cells.append(f"{policy} {spread(ratios(t[policy], t['full']), 1, '.2f')} (FLOPs "
+                         f"{gflop / full_flops:.2f}, depths {depths})")
+        print(f"  {name:<28} exit tau={tau:.3g} time / full: {'; '.join(cells)}", flush=True)
+
+
 def _torch_classes(call: Callable[[], Any]) -> Counter:
     """Self CPU milliseconds by op class in one profiled call (torch profiler)."""
     with torch.profiler.profile(activities=[torch.profiler.ProfilerActivity.CPU]) as prof:
@@ -253,6 +302,7 @@ def main(argv: list[str] | None = None) -> None:
             if batch == 8 or not args.quick:
                 print(f"proportionality at batch {batch}:")
                 bench_proportions(all_paths, x, rounds, PUBLISHED)
+                bench_exits(model, all_paths, x, rounds)
         if args.profile:
             print("\nshare of one batch-8 forward by op class (self/kernel times):")
             bench_profile(model, torch.randn(8, 3, 224, 224))

@@ -13,6 +13,10 @@ from typing import Any
 
 from ..config import MAX_TOKENS
 
+DEVICES = ("auto", "cpu", "cuda")  # sweep's --device (cli.device.place)
+LABEL_MODES = ("names", "sorted")  # sweep's --labels (cli.dataset.image_folder)
+BUNDLED_SETS = ("cluttered", "digits")  # sweep's bundled --data sets (cli.dataset.BUNDLED)
+
 
 class CliError(Exception):
     """Bad input to a command: printed as one line on stderr, exit status 1."""

@@ -27,7 +27,7 @@ from .. import cluttered
 from ..digits import load_digits
 from ..preprocess import CLIP_MEAN, CLIP_STD, preprocess
 from .checkpoint import Loaded
-from .common import CliError
+from .common import LABEL_MODES, CliError
 from .inputs import IMAGE_SUFFIXES, decode_image
 
 # Bundled test sets: name -> () -> (images (n, C, H, W) float32 model input, labels (n,) int).
@@ -35,7 +35,6 @@ BUNDLED: dict[str, Callable[[], tuple[np.ndarray, np.ndarray]]] = {
     "cluttered": cluttered.test_set,  # the bundled model's 3,590 test canvases
     "digits": lambda: load_digits("test"),  # the 8 x 8 digits model's 359 test digits
 }
-LABEL_MODES = ("names", "sorted")
 LISTED = 10  # unmatched folders named in an error message
 
 

@@ -12,10 +12,9 @@ from functools import partial
 
 import torch
 
-from .common import CliError
+from .common import DEVICES, CliError
 from .distributed import World
 
-DEVICES = ("auto", "cpu", "cuda")
 PRECISIONS = ("fp32", "bf16")
 
 

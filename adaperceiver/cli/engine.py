@@ -8,9 +8,11 @@ unsupported combination (``--engine torch --precision int8``) is a one-line ``Cl
 naming both flags and what is allowed.
 
 The commands that evaluate the whole anytime grid (sweep, demo: every N x depth x width
-from one ``model.anytime`` pass per width) add the flags with ``grid=True`` and check them
-with ``grid_engine(args, command)``: the grid runs on the torch model (``GRID_SUPPORTED``),
-since an exported graph holds one static budget; ``auto`` is torch there.
+from one anytime pass per width) add the flags with ``grid=True`` and check them with
+``grid_engine(args, command)``: the grid runs on the torch model (fp32, bf16 autocast) or
+on ONNX Runtime (fp32, int8: one exported anytime graph per width,
+``adaperceiver.engine.anytime_model``), ``GRID_SUPPORTED``; ``auto`` is torch there, or
+onnxruntime for int8. ``compiled`` (one static budget per compilation) is refused.
 """
 
 from __future__ import annotations
@@ -18,13 +20,11 @@ from __future__ import annotations
 import argparse
 from typing import TYPE_CHECKING, Any
 
-from ..config import ENGINES, PRECISIONS, SUPPORTED
+from ..config import ENGINES, GRID_SUPPORTED, PRECISIONS, SUPPORTED
 from .common import CliError
 
 if TYPE_CHECKING:
     from ..engine import Runner
-
-GRID_SUPPORTED = {"torch": ("fp32", "bf16")}  # engine -> precisions of the anytime grid
 
 
 def add_engine_arguments(parser: argparse.ArgumentParser, *, grid: bool = False) -> None:
@@ -32,15 +32,16 @@ def add_engine_arguments(parser: argparse.ArgumentParser, *, grid: bool = False)
     ``grid``: the help of a command that evaluates the anytime grid (``grid_engine``)."""
     if grid:
         parser.add_argument("--engine", choices=ENGINES, default="torch",
-                            help="what runs the model: torch (default; the budget grid comes "
-                                 "from one anytime pass of the torch model per width) or auto "
-                                 "(torch here); compiled and onnxruntime run one static budget "
-                                 "each, so they are refused here: use 'adaperceiver classify "
-                                 "--engine ...' for one budget")
+                            help="what computes the budget grid: torch (default; one anytime "
+                                 "pass of the model per width), onnxruntime (one exported "
+                                 "anytime graph per width, run by ONNX Runtime on the CPU) or "
+                                 "auto (torch; onnxruntime for int8); compiled runs one static "
+                                 "budget per compilation and is refused here: use "
+                                 "'adaperceiver classify --engine compiled' for one budget")
         parser.add_argument("--precision", choices=PRECISIONS, default="fp32",
-                            help="fp32 (default) or bf16 (torch autocast of the matrix "
-                                 "products, weights float32); int8 needs --engine onnxruntime "
-                                 "and is refused here")
+                            help="fp32 (default); bf16 (torch autocast of the matrix products, "
+                                 "weights float32; engine torch); int8 (weight matmuls "
+                                 "dynamically quantized; engine onnxruntime)")
         return
     parser.add_argument("--engine", choices=ENGINES, default="torch",
                         help="what runs the model: torch (eager, default), compiled "
@@ -66,13 +67,16 @@ def make_runner(args: argparse.Namespace, model: Any, **budget: Any) -> Runner:
 
 def grid_engine(args: argparse.Namespace, command: str) -> str:
     """The engine that evaluates ``command``'s anytime grid for ``args.engine`` /
-    ``args.precision`` (auto: torch), or a one-line ``CliError`` naming what is allowed."""
-    engine = "torch" if args.engine == "auto" else args.engine
+    ``args.precision`` (auto: torch, onnxruntime for int8), or a one-line ``CliError``
+    naming what is allowed."""
+    engine = args.engine
+    if engine == "auto":
+        engine = "onnxruntime" if args.precision == "int8" else "torch"
     if args.precision not in GRID_SUPPORTED.get(engine, ()):
-        allowed = "; ".join(f"--engine {e} (or auto) with --precision {' or '.join(p)}"
+        allowed = "; ".join(f"--engine {e} with --precision {' or '.join(p)}"
                             for e, p in GRID_SUPPORTED.items())
         raise CliError(f"{command}: --engine {args.engine} --precision {args.precision} cannot "
                        f"evaluate the budget grid (one anytime pass per width); allowed: "
-                       f"{allowed}; for one budget on another engine use 'adaperceiver "
-                       "classify'")
+                       f"{allowed} (auto: torch, onnxruntime for int8); for one budget on "
+                       "another engine use 'adaperceiver classify'")
     return engine

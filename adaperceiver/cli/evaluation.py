@@ -17,6 +17,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass, fields
+from typing import Any, Protocol
 
 import numpy as np
 import torch
@@ -27,7 +28,6 @@ from ..anytime import early_exit
 from ..arguments import check_num_tokens
 from ..flops import anytime_flops, exit_flops
 from ..masks import granularities
-from ..model import ClassificationAdaPerceiver
 from ..stats import wilson_interval
 
 EXIT_TAUS = (0.5, 0.8, 0.9, 0.95, 0.99)
@@ -35,6 +35,15 @@ EXIT_POLICIES = ("batch_mean", "per_sample")
 TAU_CANDIDATES = tuple(float(t) for t in np.round(np.linspace(0, 1, 101), 2)) + (0.995, 0.999)
 TOP_K = 5
 KEEP = 0.95  # the finding: the cheapest configuration keeping this fraction of full accuracy
+
+
+class AnytimeModel(Protocol):
+    """What computes a width's grid: ``anytime(x, num_tokens=..., mat_dim=...).logits``
+    (b, K, G, C), as ``ClassificationAdaPerceiver.anytime`` (ANY-1) or an
+    ``adaperceiver.onnx.anytime.OnnxAnytime`` (``adaperceiver.engine.anytime_model``)."""
+
+    def anytime(self, x: Tensor, num_tokens: int | None = None,
+                mat_dim: int | None = None) -> Any: ...
 
 
 @dataclass(frozen=True)
@@ -151,7 +160,7 @@ def _hits(logits: Tensor, y: Tensor) -> tuple[Tensor, Tensor]:
     return top[..., 0] == y, (top == y.unsqueeze(-1)).any(-1)
 
 
-def batch_counts(model: ClassificationAdaPerceiver, x: Tensor, y: Tensor,
+def batch_counts(model: AnytimeModel, x: Tensor, y: Tensor,
                  grid: Grid) -> tuple[Counts, Tensor]:
     """The counts of one batch x (b, C, H, W), labels y (b,), and the full-width logits of
     all N latents after each depth (b, K, C) (what --save-logits writes)."""

@@ -16,11 +16,10 @@ import torch
 from torch.utils.data import DataLoader, Subset
 from tqdm import tqdm
 
-from ..model import ClassificationAdaPerceiver
 from .common import CliError
 from .dataset import Data
 from .device import Placement
-from .evaluation import Counts, Grid, batch_counts
+from .evaluation import AnytimeModel, Counts, Grid, batch_counts
 from .logits_file import Rows
 
 
@@ -66,7 +65,7 @@ def loader(data: Data, indices: range, settings: Settings, placement: Placement)
                       pin_memory=placement.device.type == "cuda")
 
 
-def run_shard(model: ClassificationAdaPerceiver, data: Data, grid: Grid, shard: range,
+def run_shard(model: AnytimeModel, data: Data, grid: Grid, shard: range,
               placement: Placement, settings: Settings, *, done: int, counts: Counts,
               checkpoint: Callable[[int, Counts], None], logits: Rows | None = None,
               label: str = "") -> Counts:

@@ -6,184 +6,40 @@ JSON and CSV results, and an answer to a compute budget.
 Under ``torchrun --nproc-per-node K -m adaperceiver sweep ...`` every rank evaluates its own
 whole batches of the data (``distributed.batch_range``), the counts are summed with
 ``torch.distributed`` and rank 0 alone prints and writes the results.
+
+``--engine onnxruntime --precision fp32|int8`` computes the grid with one exported anytime
+graph per width in ONNX Runtime on the CPU (``adaperceiver.engine.anytime_model``); the
+accuracy, exit rows and results are derived from its logits exactly as from the torch
+model's. The command module imports no torch until it runs (``sweeping`` does the work).
 """
 
 from __future__ import annotations
 
 import argparse
-import csv
-import importlib.metadata
-import json
-import platform
 import signal
 import sys
-from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-import numpy as np
-import torch
-from huggingface_hub.utils.sha import sha_fileobj
-
-from ..hub import resolve_files
-from ..model import ClassificationAdaPerceiver
-from . import COMMANDS, checkpoint, distributed, logits_file, partial
-from .common import CliError, non_negative_int, positive_float, positive_int
-from .dataset import BUNDLED, LABEL_MODES, ArrayImages, Data, load_data
-from .device import DEVICES, Placement, place
-from .distributed import World
-from .engine import add_engine_arguments, grid_engine
-from .evaluation import (
-    EXIT_POLICIES,
-    EXIT_TAUS,
-    TAU_CANDIDATES,
-    Counts,
-    Evaluation,
-    Grid,
-    axis_effects,
-    choose,
-    finding,
-    make_grid,
-    make_rows,
-    table,
+from . import COMMANDS
+from .common import (
+    BUNDLED_SETS,
+    DEVICES,
+    LABEL_MODES,
+    CliError,
+    non_negative_int,
+    positive_float,
+    positive_int,
 )
-from .plot import plot
-from .streaming import Settings, fixed_mmap_threshold, loader, run_shard
-from .timing import time_rows
+from .engine import add_engine_arguments, grid_engine
 
 RESULTS = ("results.json", "results.csv")
 
 
-def evaluate(model: ClassificationAdaPerceiver, data: Data, grid: Grid, placement: Placement,
-             world: World, settings: Settings, *, out: Path | None = None,
-             resume: bool = False, fingerprint: dict[str, Any] | None = None,
-             logits: Path | None = None) -> tuple[Evaluation, list[int]]:
-    """Stream this rank's shard through the grid (checkpointing to ``out``/partial when
-    ``out`` is given, continuing a saved state when ``resume``), sum the counts over the
-    ranks; returns the evaluation and the number of images of each rank."""
-    shard = distributed.batch_range(len(data), settings.batch_size, world)
-    state = None if out is None else partial.state_path(out, world)
-    done, counts = (partial.load(state, fingerprint, grid) if resume
-                    else (0, Counts.zeros(grid)))
-
-    def save(batches: int, sofar: Counts) -> None:
-        if state is not None:
-            partial.save(state, fingerprint, batches, sofar)
-
-    rows = None
-    if logits is not None:
-        if world.is_main and not resume:
-            logits_file.create(logits, (len(data), len(grid.depths), grid.num_classes))
-        distributed.barrier(world)
-        rows = logits_file.Rows(logits)
-    label = f" (rank {world.rank} of {world.world_size})" if world.distributed else ""
-    try:
-        counts = run_shard(model, data, grid, shard, placement, settings, done=done,
-                           counts=counts, checkpoint=save, logits=rows, label=label)
-    finally:
-        if rows is not None:
-            rows.close()
-    total = Counts(**{k: distributed.all_sum(v, world, placement.device)
-                      for k, v in counts.tensors().items()})
-    per_rank = distributed.gather_ints(len(shard), world, placement.device)
-    return Evaluation(make_rows(grid, total), grid, total), per_rank
-
-
-def evaluate_arrays(model: ClassificationAdaPerceiver, x: np.ndarray, y: np.ndarray,
-                    batch_size: int = 64, progress: bool = False,
-                    precision: str = "fp32") -> Evaluation:
-    """Every budget of ``model`` on in-memory images x (n, C, H, W) float32 and labels y (n,),
-    in this process on the CPU at ``precision`` (fp32, or bf16 autocast; the demo's and
-    ``train``'s bundled test set)."""
-    c = model.config
-    data = Data(ArrayImages(x, y), "arrays")
-    world = World()
-    evaluation, _ = evaluate(model, data, make_grid(c, c["img_size"]),
-                             place("cpu", precision, world), world,
-                             Settings(batch_size=batch_size, progress=progress))
-    return evaluation
-
-
-def report(evaluation: Evaluation, png: Path, title: str, *, header: Sequence[str] = (),
-           floor: float | None = None, timed_on: str | None = None,
-           baselines: Sequence[tuple[str, float]] = (), ran: str | None = None) -> None:
-    """Print ``header`` lines, the table, its legend (with ``ran``: what computed it) and the
-    finding; write the plot with its accuracy axis starting at ``floor`` percent (None:
-    chance, 100 / classes) and a horizontal line per (name, accuracy) of ``baselines``."""
-    rows = evaluation.rows
-    for line in header:
-        print(line)
-    print(table(rows))
-    n = rows[0].num_images
-    print(f"* = on the accuracy/compute Pareto front; ! = outside the trained budgets; accuracy "
-          f"on {n:,} images with its 95 % Wilson interval"
-          + (f"; computed with {ran}" if ran else "")
-          + (f"; ms/img measured on {timed_on} (noisy)" if timed_on else ""))
-    print("GFLOPs are analytic per image; exit rows run at full N and width, and their GFLOPs "
-          "include the confidence check (write + head) after every block up to the exit")
-    print(finding(rows))
-    print(axis_effects(rows))
-    chance = 100 / evaluation.grid.num_classes
-    plot(rows, png, title, floor=chance if floor is None else floor, baselines=baselines)
-    print(f"wrote the plot to {png}")
-
-
-def measure(model: ClassificationAdaPerceiver, data: Data, evaluation: Evaluation,
-            placement: Placement, batch_size: int, batches: int, progress: bool = True) -> str:
-    """Time every row on the first ``batches`` batches of the data; returns what was timed."""
-    settings = Settings(batch_size=batch_size)
-    timed = [x.to(placement.device) for x, _, _ in
-             loader(data, range(min(len(data), batches * batch_size)), settings, placement)]
-    images = time_rows(model, timed, evaluation.rows, placement.autocast,
-                       placement.device, progress=progress)
-    return f"{images} images in {len(timed)} batches of {batch_size} on {placement.device}"
-
-
-def write_results(rows: list, meta: dict[str, Any], out: Path) -> None:
-    partial.write_atomic(out / "results.json",
-                         json.dumps({"meta": meta, "rows": [r.as_dict() for r in rows]},
-                                    indent=1) + "\n")
-    with open(out / "results.csv", "w", newline="") as f:
-        writer = csv.DictWriter(f, fieldnames=list(rows[0].as_dict()))
-        writer.writeheader()
-        writer.writerows(r.as_dict() for r in rows)
-
-
-def print_choice(evaluation: Evaluation, budget: float) -> None:
-    choice = choose(evaluation, budget)
-    r = choice.fixed
-    print(f"budget {budget:g} GFLOPs per image: most accurate fixed configuration "
-          f"{r.name} ({100 * r.accuracy:.2f}%, {r.gflops:.6g} GFLOPs)")
-    for policy in EXIT_POLICIES:
-        found = choice.exits[policy]
-        if found is None:
-            print(f"  early exit {policy}: no depth_tau meets the budget on this data")
-        else:
-            tau, acc, cost = found
-            print(f"  early exit {policy}: depth_tau {tau:g} meets it on this data "
-                  f"({100 * acc:.2f}%, mean {cost:.6g} GFLOPs, checks included)")
-
-
-def sha256_file(path: Path) -> str:
-    """The file's sha256, read in chunks (huggingface_hub's, as the hub hashes files)."""
-    with open(path, "rb") as f:
-        return sha_fileobj(f).hex()
-
-
-def software() -> dict[str, str]:
-    import PIL
-
-    try:
-        version = importlib.metadata.version("adaperceiver-reference")
-    except importlib.metadata.PackageNotFoundError:
-        version = "not installed (run from a checkout)"
-    return {"adaperceiver": version, "python": platform.python_version(),
-            "torch": torch.__version__, "numpy": np.__version__, "pillow": PIL.__version__,
-            "cuda": str(torch.version.cuda), "platform": platform.platform()}
-
-
 def _prepare_out(out: Path, args: argparse.Namespace) -> None:
     """Refuse to overwrite results or a saved state unless --force (or --resume)."""
+    from . import partial
+
     if out.exists() and not out.is_dir():
         raise CliError(f"--out {out}: exists and is not a directory")
     if args.force and args.resume:
@@ -196,12 +52,36 @@ def _prepare_out(out: Path, args: argparse.Namespace) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    import torch
+
+    from ..hub import resolve_files
+    from . import checkpoint, distributed, partial
+    from .dataset import load_data
+    from .device import place
+    from .evaluation import EXIT_POLICIES, EXIT_TAUS, TAU_CANDIDATES, finding, make_grid
+    from .streaming import Settings, fixed_mmap_threshold
+    from .sweeping import (
+        PRECISION_NAMES,
+        autocast_of,
+        evaluate,
+        grid_model,
+        measure,
+        print_choice,
+        report,
+        sha256_file,
+        software,
+        write_results,
+    )
+
     if args.threads is not None:
         torch.set_num_threads(args.threads)
     engine = grid_engine(args, "sweep")
+    if engine == "onnxruntime":
+        onnx_refusals(args)
     world = distributed.from_env()
-    placement = place(args.device, args.precision, world)
-    ran = f"engine {engine}, precision {placement.precision}"
+    placement = place("cpu" if engine == "onnxruntime" else args.device,
+                      autocast_of(args.precision), world)
+    ran = f"engine {engine}, precision {args.precision}"
     loaded = checkpoint.load(args.checkpoint)
     loaded.model.to(placement.device)
     data = load_data(args.data, loaded, args.labels)
@@ -226,7 +106,7 @@ def run(args: argparse.Namespace) -> int:
         sha256_file(ckpt_files[0]), "data": data.describe, "batch_size": args.batch_size,
         "world_size": world.world_size, "num_tokens": grid.num_tokens,
         "widths": list(grid.widths), "taus": list(grid.taus),
-        "precision": placement.precision, "device_type": placement.device.type,
+        "engine": engine, "precision": args.precision, "device_type": placement.device.type,
         "save_logits": args.save_logits}
     settings = Settings(batch_size=args.batch_size, workers=args.workers,
                         checkpoint_every=args.checkpoint_every, progress=world.is_main,
@@ -240,12 +120,15 @@ def run(args: argparse.Namespace) -> int:
         warning = grid.untrained()
         if warning:
             print(warning, file=sys.stderr)
+    model, exported = grid_model(loaded.model, grid, image_size, engine, args.precision)
+    if world.is_main and exported:
+        print(exported)
     fixed_mmap_threshold()  # resident memory independent of the number of images
     sigterm = signal.signal(signal.SIGTERM, signal.default_int_handler)  # saves the state
     distributed.start(world, placement.device.type)
     try:
         evaluation, per_rank = evaluate(
-            loaded.model, data, grid, placement, world, settings, out=out, resume=args.resume,
+            model, data, grid, placement, world, settings, out=out, resume=args.resume,
             fingerprint=fingerprint, logits=out / "logits.npy" if args.save_logits else None)
         distributed.barrier(world)
         if world.is_main:
@@ -262,6 +145,7 @@ def run(args: argparse.Namespace) -> int:
                     "finding": finding(evaluation.rows), "timing": None,
                     "logits": "logits.npy: (images, depths, classes) float32, full width, all N"
                     if args.save_logits else None}
+            meta["precision"] = PRECISION_NAMES[args.precision]
             timed_on = None
             if args.time is not None:
                 timed_on = measure(loaded.model, data, evaluation, placement, args.batch_size,
@@ -283,6 +167,17 @@ def run(args: argparse.Namespace) -> int:
     return 0
 
 
+def onnx_refusals(args: argparse.Namespace) -> None:
+    """The flags ``--engine onnxruntime`` cannot serve, each a one-line ``CliError``."""
+    if args.device == "cuda":
+        raise CliError("--device cuda: --engine onnxruntime computes on the CPU (ONNX "
+                       "Runtime's CPU provider); use --device cpu (or auto) or --engine torch")
+    if args.time is not None:
+        raise CliError("--time: with --engine onnxruntime a width's whole grid is one graph "
+                       "run, so its configurations cannot be timed one by one; drop --time, "
+                       "or time one budget with 'adaperceiver classify --engine onnxruntime'")
+
+
 def _width_list(text: str) -> list[int]:
     try:
         widths = [int(w) for w in text.split(",")]
@@ -299,7 +194,7 @@ def register(subparsers: Any) -> None:
     p.add_argument("--checkpoint", help="checkpoint directory or hub id (default: the bundled "
                    "cluttered-digits model)")
     p.add_argument("--data", default="cluttered", help="a folder with one sub-folder of images "
-                   f"per class, or a bundled test set ({', '.join(BUNDLED)}; default: "
+                   f"per class, or a bundled test set ({', '.join(BUNDLED_SETS)}; default: "
                    "%(default)s)")
     p.add_argument("--labels", choices=LABEL_MODES, default="names", help="how class "
                    "sub-folders map to classes: 'names' matches each folder name to the "

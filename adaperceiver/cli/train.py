@@ -53,7 +53,7 @@ def run(args: argparse.Namespace) -> int:
     from .. import cluttered
     from ..train import RECIPE, TrainSettings, metadata, model_card, train, training_log
     from .evaluation import table
-    from .sweep import evaluate_arrays
+    from .sweeping import evaluate_arrays
 
     out = Path(args.out)
     check_out(out, args.force)

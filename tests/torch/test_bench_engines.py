@@ -13,7 +13,7 @@ import torch
 import reference_numpy as rn
 from adaperceiver import ClassificationAdaPerceiver
 from adaperceiver.bench.ceiling import backends, gemm_ceilings
-from adaperceiver.bench.engines import bench_paths, bench_proportions, paths
+from adaperceiver.bench.engines import bench_exits, bench_paths, bench_proportions, paths
 from adaperceiver.bench.published import randomize
 
 pytest.importorskip("onnxruntime")
@@ -52,3 +52,24 @@ def test_engine_rows_print_for_a_tiny_model():
         row = next(line for line in text.splitlines() if line.startswith(name))
         assert row.split()[-3] == "1.000", row  # the top-1 column
     assert text.count("time / full: width 8") == len(routes) - 1
+
+
+@pytest.mark.slow  # exports one tiny anytime graph and one fixed budget: 10-60 s loaded
+def test_exit_rows_print_per_engine_with_their_exit_depths():
+    """One exit line per engine and precision; the exit depths printed are the ones its
+    policy gives (batch_mean: one depth for the whole batch), each within 1..depth."""
+    config = rn.tiny_config()
+    model = ClassificationAdaPerceiver(**config).eval()
+    randomize(model)
+    x = torch.randn(4, 3, 16, 16)
+    out = io.StringIO()
+    with torch.inference_mode(), redirect_stdout(out):
+        bench_exits(model, paths(model, compile_=False), x, rounds=1, full=(8, 16, 3))
+    lines = [line for line in out.getvalue().splitlines() if "exit tau=" in line]
+    assert [line.split()[0] + " " + line.split()[1] for line in lines] == [
+        "ours eager", "ours autocast", "onnxruntime fp32", "onnxruntime int8"]
+    for line in lines:
+        found = re.findall(r"depths \[([0-9, ]+)\]", line)
+        batch_mean, per_sample = ([int(d) for d in f.split(",")] for f in found)
+        assert len(set(batch_mean)) == 1 and len(per_sample) == 4
+        assert all(1 <= d <= config["depth"] for d in batch_mean + per_sample)

@@ -164,15 +164,16 @@ def test_threads_are_bounded_by_the_machine(capsys, argv):
 
 def test_help_and_argument_errors_do_not_import_torch():
     """``adaperceiver --help``, a bare command, an unknown command, and the help and
-    argument errors of classify, export-onnx and demo are answered without importing torch
-    (a command module loads only when its command is named, and torch when it runs)."""
+    argument errors of classify, export-onnx, demo and sweep are answered without importing
+    torch (a command module loads only when its command is named, and torch when it runs)."""
     import subprocess
     import sys
 
     code = ("import sys\nfrom adaperceiver.cli import main\n"
             "for argv in (['--help'], [], ['nonsense'], ['classify', '--help'],\n"
             "             ['classify', 'x.npy', '--threads', '0'], ['export-onnx', '--help'],\n"
-            "             ['export-onnx', '--depth', 'x'], ['demo', '--help']):\n"
+            "             ['export-onnx', '--depth', 'x'], ['demo', '--help'],\n"
+            "             ['sweep', '--help'], ['sweep', '--batch-size', '0']):\n"
             "    try:\n        main(argv)\n    except SystemExit:\n        pass\n"
             "print('torch' in sys.modules)\n")
     root = Path(__file__).resolve().parents[2]
@@ -180,3 +181,4 @@ def test_help_and_argument_errors_do_not_import_torch():
                             timeout=120, env={**os.environ, "PYTHONPATH": str(root)})
     assert result.stdout.splitlines()[-1] == "False", result.stderr
     assert "export-onnx" in result.stdout and "classify" in result.stdout
+    assert "--save-logits" in result.stdout  # sweep's own help was printed

@@ -75,8 +75,8 @@ def test_classify_onnxruntime_prints_the_probabilities_of_torch(tiny, capsys):
 @pytest.mark.parametrize("command, flags, allowed", [
     (["classify", "x.npy"], ["--engine", "torch", "--precision", "int8"],
      "--precision int8 is not available with --engine torch (allowed: torch: fp32, bf16"),
-    (["sweep"], ["--engine", "onnxruntime"],
-     "sweep: --engine onnxruntime --precision fp32 cannot evaluate the budget grid"),
+    (["sweep"], ["--engine", "compiled"],
+     "sweep: --engine compiled --precision fp32 cannot evaluate the budget grid"),
     (["sweep"], ["--precision", "int8"],
      "sweep: --engine torch --precision int8 cannot evaluate the budget grid"),
     (["demo"], ["--engine", "compiled"],
