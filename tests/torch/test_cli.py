@@ -72,7 +72,8 @@ def test_demo_prints_the_grid_and_writes_the_plot(tmp_path):
                  if "on pixels" in ln]
     assert len(baselines) == 3 and all(5 < b < 40 for b in baselines)
     rows = _table_rows(out)
-    assert len(rows) == 4 * 6 * 3 + 5 * 2
+    c = json.loads((BUNDLED_MODEL / "config.json").read_text())
+    assert len(rows) == len(c["mask_token_grans"]) * c["depth"] * len(c["mat_dims"]) + 5 * 2
     gflops = [float(r[5 + 4] if r[0] == "exit" else r[3 + 4]) for r in rows]  # after the name
     assert gflops == sorted(gflops)
     assert any(r[-1] == "*" for r in rows)
