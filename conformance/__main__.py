@@ -1,7 +1,8 @@
 """``conformance`` / ``python -m conformance``: run the conformance suite against a port.
 
     conformance --impl PACKAGE.MODULE:FACTORY [--exclusions FILE.toml|FILE.json]
-                [--report report.json] [--profile ci|thorough] [--seed N]
+                [--report report.json] [--profile ci|thorough]
+                [--profile float64|float32|bfloat16|float16|int8] [--seed N]
                 [--published-goldens DIR] [--call-timeout SECONDS] [--jobs N]
                 [--isolation process|none] [-- extra pytest arguments]
     conformance export-goldens DIR [--force]
@@ -37,6 +38,7 @@ from pathlib import Path
 
 from . import PROFILES, SUITE_DIR
 from .isolation import DEFAULT_CALL_TIMEOUT, describe_exit
+from .profiles import PROFILES as PRECISION_PROFILES
 
 ENTRY_POINT = "adaperceiver_conformance"
 POLL_S = 0.5  # how often the runner looks at the test process and its report
@@ -55,6 +57,7 @@ def pytest_args(args: argparse.Namespace) -> list[str]:
     """The pytest command line equivalent to the parsed ``args``."""
     argv = [str(SUITE_DIR), "--conformance-impl", args.impl,
             "--conformance-profile", args.profile,
+            *(["--conformance-precision", args.precision] if args.precision else []),
             "--conformance-call-timeout", str(args.call_timeout),
             "--conformance-isolation", args.isolation]
     for option, value in (("--conformance-exclusions", args.exclusions),
@@ -70,6 +73,18 @@ def pytest_args(args: argparse.Namespace) -> list[str]:
         if os.environ.get("PYTEST_DISABLE_PLUGIN_AUTOLOAD"):
             argv += ["-p", "xdist.plugin"]
     return argv + list(args.pytest_args)
+
+
+def split_profiles(names: Sequence[str]) -> tuple[str, str | None]:
+    """``--profile`` values -> (Hypothesis profile, precision profile or None); ``ValueError``
+    when two names of one kind are given."""
+    effort = [n for n in names if n in PROFILES]
+    precision = [n for n in names if n in PRECISION_PROFILES]
+    for kind, given in (("Hypothesis (ci, thorough)", effort),
+                        (f"precision ({', '.join(PRECISION_PROFILES)})", precision)):
+        if len(given) > 1:
+            raise ValueError(f"--profile: at most one {kind} profile, got {', '.join(given)}")
+    return (effort or ["ci"])[0], (precision or [None])[0]
 
 
 def _positive(kind: type, option: str):
@@ -154,8 +169,13 @@ def main(argv: Sequence[str] | None = None) -> int:
                         help="exclusion file ending in .toml or .json (test-id prefixes by "
                              "reason)")
     parser.add_argument("--report", metavar="FILE", help="write the JSON report to FILE")
-    parser.add_argument("--profile", choices=sorted(PROFILES), default="ci",
-                        help="ci (default): fast and deterministic; thorough: many examples")
+    parser.add_argument("--profile", action="append", default=[], metavar="NAME",
+                        choices=[*PROFILES, *PRECISION_PROFILES],
+                        help="given up to twice, one name of each kind: how many Hypothesis "
+                             "examples, ci (default: fast and deterministic) or thorough; and "
+                             "the precision profile whose tolerances apply, one of "
+                             f"{', '.join(PRECISION_PROFILES)} (default: the dtype the port "
+                             "declares in its Capabilities)")
     parser.add_argument("--seed", type=int, metavar="N",
                         help="seed of the random order of goldens and invariants (default: a "
                              "fresh one, printed in the summary and the report)")
@@ -175,6 +195,10 @@ def main(argv: Sequence[str] | None = None) -> int:
                              "(for a debugger; no time limit)")
     parser.add_argument("pytest_args", nargs="*", help="after --: passed to pytest")
     args = parser.parse_args(argv)
+    try:
+        args.profile, args.precision = split_profiles(args.profile)
+    except ValueError as error:
+        parser.error(str(error))
     if args.jobs > 1 and importlib.util.find_spec("xdist") is None:
         print("ERROR: conformance: --jobs needs pytest-xdist: pip install pytest-xdist "
               "(or the package's [test] extra)", file=sys.stderr)

@@ -90,6 +90,58 @@ class TrainedRecipe(ModelRecipe):
         return directory
 
 
+# Scales of the constant-probe checkpoint (``ProbeRecipe``): every input of every LayerNorm
+# has a variance near its eps (NUM-1), and FFN pre-activations spread over GELU's curved
+# range |x| ~ 1..4, where the tanh approximation differs most from the erf form (NUM-2).
+# The head's hidden units sit at x ~ -2.7: there GELU(x) ~ -0.0094 while the tanh form is
+# off by 4.7e-4 (its largest error): a few % of the logits.
+PROBE_TINY = 1e-3
+PROBE_GELU_GAIN = 3.0
+PROBE_HEAD_GELU_CENTRE = -2.7
+PROBE_HEAD_GAIN = 0.1
+# Everything that feeds a LayerNorm's input from outside one: patch projection and
+# pos_embed, the latent and output tokens, the cross-attention outputs added to them, the
+# LayerScale gammas of the residual branches and the embed FFN's output.
+PROBE_TINY_KEYS = ("patch_embed.embed.proj.", "patch_embed.pos_embed", "process_latents.token",
+                   "output_latents.token", "read_head.cattn.proj.", "write_head.cattn.proj.",
+                   ".ls1.gamma", ".ls2.gamma", "patch_embed.ffn.fc2.")
+
+
+@dataclass(frozen=True)
+class ProbeRecipe(ModelRecipe):
+    """A checkpoint in which the spec's numeric constants matter: random weights with
+    ``PROBE_TINY_KEYS`` scaled by ``PROBE_TINY`` (activations ~1e-3, so LayerNorm
+    variances ~1e-6 = eps, NUM-1) and every other ``fc1.weight`` by ``PROBE_GELU_GAIN``
+    (GELU inputs in its curved range, NUM-2); the head's hidden units are centred at
+    ``PROBE_HEAD_GELU_CENTRE`` (fc1 weight and fc2 bias x ``PROBE_HEAD_GAIN``, fc1 bias
+    shifted), so GELU's tail is a good part of the logits. LayerNorm is scale-invariant but for its
+    eps, so the outputs stay O(1)."""
+
+    def write(self, directory: Path) -> Path:
+        from reference_numpy import random_weights, save_checkpoint
+
+        config = self.config()
+        weights = random_weights(config, seed=self.seed)
+        head = "output_adapter.ffn."
+        for key in weights:
+            if key == head + "fc1.weight":
+                weights[key] = weights[key] * PROBE_HEAD_GAIN
+            elif key == head + "fc1.bias":
+                weights[key] = weights[key] + PROBE_HEAD_GELU_CENTRE
+            elif key == head + "fc2.bias":
+                weights[key] = weights[key] * PROBE_HEAD_GAIN
+            elif any(part in key for part in PROBE_TINY_KEYS):
+                weights[key] = weights[key] * PROBE_TINY
+            elif key.endswith("fc1.weight"):
+                weights[key] = weights[key] * PROBE_GELU_GAIN
+        return save_checkpoint(directory, config, weights, dtype="float32")
+
+
+MODELS["cls-constants"] = ProbeRecipe("cls-constants", "classification", {
+    **_BASE, "depth": 2, "max_latent_tokens": 64, "mask_token_grans": [4, 16, 64],
+    "use_output_ffn": True, "attn_layer": "flex", "block_mask": "block"}, seed=7)
+
+
 BUNDLED_DIGITS = Path(__file__).resolve().parents[1] / "adaperceiver" / "data"
 MODELS["cls-digits-trained"] = TrainedRecipe("cls-digits-trained", "classification", {},
                                              seed=-1, source=BUNDLED_DIGITS / "digits-model")
@@ -206,6 +258,18 @@ def _golden_cases() -> list[Case]:
         _cls("distill-depth-1", {"depth": 1}, ("DEPTH-1", "DIST-3"), **dist),
         _cls("distill-nonsquare", {"num_tokens": 6}, ("DIST-1", "PATCH-2"), model=dist["model"],
              shape=(2, 3, 8, 12)),
+    ]
+    probe = {"model": "cls-constants"}
+    cases += [  # every numeric constant matters (ProbeRecipe); measured in test_mutant_zoo.py
+        _cls("constants-default", {}, ("NUM-1", "NUM-2", "BLOCK-3", "HEAD-1", "ROPE-1",
+                                       "ROPE-2"), **probe),  # positions up to 63
+        _cls("constants-gran-16", {"num_tokens": 16}, ("NUM-1", "NUM-2", "MASK-3"), **probe),
+        _cls("constants-beyond-long", {"num_tokens": 160}, ("ROPE-3",), **probe),
+        _cls("constants-image-up", {"num_tokens": 16}, ("PATCH-2",), **probe,
+             shape=(2, 3, 28, 20)),
+        _cls("constants-image-down", {"num_tokens": 16}, ("PATCH-2",), **probe,
+             shape=(2, 3, 8, 12)),
+        _cls("constants-width-3", {"mat_dim": 3, "num_tokens": 16}, ("MAT-1",), **probe),
     ]
     digits = {"model": "cls-digits-trained", "image_shape": (8, 1, 8, 8)}
     cases += [  # real trained weights on real digits

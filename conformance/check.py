@@ -98,6 +98,9 @@ class Checker:
     # examples (shrinking, replaying) after a failure, and on a shared handle a replay may
     # pass (its state differs); the report keeps this located failure.
     first_failure: dict[str, Any] | None = None
+    # True while first_failure is a not yet located failure of a Hypothesis example that is
+    # not the final one (``handles.final_example``): the final replay replaces it.
+    provisional: bool = False
 
     def start_case(self, repro: dict[str, Any]) -> None:
         """Begin checking one case (one Hypothesis example); keeps its repro (JSON-ready:
@@ -199,13 +202,14 @@ class Checker:
         """Clauses of the current case's failed checks, in first-failure order."""
         return list(dict.fromkeys(c.clause for c in self.failed))
 
-    def assert_ok(self, what: str) -> None:
+    def assert_ok(self, what: str, *, provisional: bool = False) -> None:
         """Raise ``AssertionError`` listing the failed comparisons of the current case.
 
         The first line is ``headline(what)``: the clauses at fault first, then the checks
         that saw the failure and the reason it is charged there; ``what`` says what was
         compared (``"port vs oracle"``). The located first failure keeps this message
-        (``to_json()["message"]``) for the report, free of Hypothesis' example dump.
+        (``to_json()["message"]``) for the report, free of Hypothesis' example dump; a
+        ``provisional`` (unlocated) one is replaced by the next failure that is not.
         """
         if not self.failed:
             return
@@ -218,8 +222,9 @@ class Checker:
         if self.repro:
             lines.append(f"  repro: {self.repro}")
         message = "\n".join(lines)
-        if self.first_failure is None:
+        if self.first_failure is None or (self.provisional and not provisional):
             self.first_failure = {**self._case_json(), "message": message}
+            self.provisional = provisional
         raise AssertionError(message)
 
     def _case_json(self) -> dict[str, Any]:

@@ -232,6 +232,17 @@ def locate_leak(shared: SharedHandle, index: int, rtol: float) -> dict[str, Any]
             "source": source}
 
 
+def final_example() -> bool:
+    """False while Hypothesis searches and shrinks; True on its final replay of the
+    falsifying example, and outside Hypothesis (the goldens)."""
+    try:
+        from hypothesis.control import current_build_context
+
+        return bool(current_build_context().is_final)
+    except Exception:  # InvalidArgument: no Hypothesis test is running
+        return True
+
+
 def check_on_shared_handle(check: Checker, shared: SharedHandle,
                            body: Callable[[Checker], None], what: str,
                            locate: Callable[[], None] | None = None) -> None:
@@ -243,8 +254,13 @@ def check_on_shared_handle(check: Checker, shared: SharedHandle,
     handle's is located (``locate_leak``): its replayable history becomes the repro and
     its stages give the first divergent stage. ``body`` must draw all random data
     before it is called (it runs twice with the same arguments). Otherwise ``locate()``
-    (when given) places the genuine failure before the assertion is raised.
+    (when given) places the genuine failure before the assertion is raised: once, on
+    Hypothesis' final replay of the shrunk example (``final_example``), so the repro and its
+    location are the minimal example's and no shrink step pays for the oracle re-runs of
+    locating; the failures before it are recorded unlocated (``provisional``), and on a
+    handle without earlier calls (a property's own checkpoint) not even re-run fresh.
     """
+    earlier_calls = len(shared.history)
     shared.log = []
     try:
         body(check)
@@ -254,10 +270,14 @@ def check_on_shared_handle(check: Checker, shared: SharedHandle,
     shared_log, shared.log = shared.log, None
     if error is None and not check.failed:
         return
-    if check.first_failure is not None:  # a later Hypothesis example: already located
+    if check.first_failure is not None and not check.provisional:  # already located
         if error is not None:
             raise error
         check.assert_ok(what)
+    if not earlier_calls and not final_example():  # a new handle: no state to leak yet
+        if error is not None:
+            raise error
+        check.assert_ok(what, provisional=True)
     trial = Checker(check.tolerance)
     shared.fresh_mode, shared.log = True, []
     try:
@@ -270,9 +290,10 @@ def check_on_shared_handle(check: Checker, shared: SharedHandle,
     if not clean:
         if error is not None:
             raise error
-        if locate is not None:
+        final = final_example()
+        if locate is not None and final:
             locate()
-        check.assert_ok(what)
+        check.assert_ok(what, provisional=not final)
         return
     leaked = next(((c, i) for (c, i, out), (_, _, fresh) in zip(shared_log, fresh_log,
                                                                strict=False)

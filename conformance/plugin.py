@@ -51,6 +51,8 @@ from .check import Checker
 from .exclusions import Exclusions, load_exclusions
 from .handles import HandlePool
 from .isolation import DEFAULT_CALL_TIMEOUT, IsolatedPort, PortIncident
+from .profiles import PROFILES as PRECISION_PROFILES
+from .profiles import profile as precision_profile
 from .protocol import PortAdapter, load_adapter
 from .report import Result, build_report, summary_lines, write_report
 from .tolerances import Tolerance, default_tolerance
@@ -76,7 +78,21 @@ class SuiteState:
     role: str = "serial"  # "serial", "controller" (xdist) or "worker" (xdist)
     run: dict[str, Any] = field(default_factory=dict)  # isolation, call timeout, jobs, run id
     runner_report: Path | None = None  # where the report goes for `python -m conformance`
+    precision: str | None = None  # the precision profile chosen with --profile (None: declared)
     order: dict[str, int] = field(default_factory=dict)  # test id -> collection index
+
+    @property
+    def precision_profile(self) -> str:
+        """The precision profile whose tolerances apply: chosen, else the declared dtype."""
+        return self.precision or self.adapter.capabilities.dtype
+
+    def precision_json(self) -> dict[str, Any]:
+        """The report's ``precision``: the profile used, whether it was chosen (--profile) or
+        declared (Capabilities.dtype), the port's declared dtype, the rtol and its basis."""
+        used = precision_profile(self.precision_profile)
+        return {"profile": used.name, "source": "chosen" if self.precision else "declared",
+                "declared": self.adapter.capabilities.dtype, "rtol": used.rtol,
+                "measured": used.measured}
 
     @property
     def journal(self) -> Path | None:
@@ -106,6 +122,9 @@ def pytest_addoption(parser: pytest.Parser) -> None:
                     help="write the JSON report here")
     group.addoption("--conformance-profile", default="ci", choices=sorted(PROFILES),
                     help="ci: small and deterministic; thorough: many Hypothesis examples")
+    group.addoption("--conformance-precision", default=None, choices=list(PRECISION_PROFILES),
+                    help="precision profile whose TOL-1 tolerances apply (default: the dtype "
+                         "the port declares in its Capabilities)")
     group.addoption("--conformance-published", default=None, metavar="DIR",
                     help="directory of published-checkpoint goldens "
                          "(default conformance/goldens/published)")
@@ -158,7 +177,8 @@ def pytest_configure(config: pytest.Config) -> None:
     seed = random.SystemRandom().randrange(2**32) if seed is None else seed
     state = SuiteState(impl, adapter, profile, exclusions, published, report, seed,
                        HandlePool(adapter), _load_hypothesis_profile(profile), role=role,
-                       runner_report=runner_report)
+                       runner_report=runner_report,
+                       precision=config.getoption("conformance_precision"))
     state.run = {"isolation": isolation, "call_timeout_s": timeout if isolation == "process"
                  else None, "jobs": _jobs(config), "run_id": config.getoption(
                      "conformance_run_id")}
@@ -262,7 +282,7 @@ def tolerance_for(state: SuiteState, test_id: str) -> Tolerance:
     for override in state.adapter.capabilities.tolerance_overrides:
         if test_id.startswith(override.test_prefix):
             return Tolerance(override.rtol, f"port override: {override.reason}")
-    return default_tolerance(state.adapter.capabilities.dtype)
+    return default_tolerance(state.precision_profile)
 
 
 def clauses_of(item: pytest.Item) -> tuple[str, ...]:
@@ -454,6 +474,7 @@ class _Session:
         report = build_report(
             results, implementation={"impl": state.impl, **caps.to_json()},
             environment=_environment(), profile=state.profile, seed=state.seed,
+            precision=state.precision_json(),
             warnings=state.warnings, duration_s=time.perf_counter() - state.started)
         state.report = {"format": report["format"], "format_version": report["format_version"],
                         "complete": complete, "exit_status": exit_status, "run": state.run,

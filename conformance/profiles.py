@@ -2,7 +2,8 @@
 must achieve (spec TOL-1, ``spec/tolerances.md``).
 
 A port declares its profile as ``Capabilities(dtype=...)``; ``python -m conformance
---precision NAME`` checks it against another one. A profile has two parts:
+--profile NAME`` checks it against another one (the report's ``precision`` says which).
+A profile has two parts:
 
 * ``rtol``: the elementwise TOL-1 bound, ``max|a - b| / max|b| <= rtol`` for every compared
   array (logits, features, stages), port vs the float64 oracle;

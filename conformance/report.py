@@ -5,7 +5,9 @@ JSON-ready dict (format ``adaperceiver-conformance-report`` version 2);
 ``summary_lines`` renders it for the terminal. Both are pure functions.
 
 Report keys: ``implementation`` (impl spec, capabilities, versions),
-``environment`` (Python, NumPy, suite versions), ``profile``, ``seed`` (of the
+``environment`` (Python, NumPy, suite versions), ``profile`` (Hypothesis: ci or
+thorough), ``precision`` (the precision profile whose tolerances applied, ``source``
+"chosen" with ``--profile`` or "declared" by the port's dtype, its rtol), ``seed`` (of the
 random test order; ``--seed`` repeats it), ``totals``, ``clauses`` (id ->
 counts and failing tests: a failed test counts as failed only for the clauses
 its failed checks name, see ``Result.failed_clauses``), ``clause_coverage``
@@ -109,7 +111,8 @@ def _worst_errors(results: Iterable[Result]) -> dict[str, dict[str, dict[str, An
 
 def build_report(results: Sequence[Result], *, implementation: Mapping[str, Any],
                  environment: Mapping[str, Any], profile: str, seed: int | None = None,
-                 warnings: Sequence[str] = (), duration_s: float = 0.0) -> dict[str, Any]:
+                 warnings: Sequence[str] = (), duration_s: float = 0.0,
+                 precision: Mapping[str, Any] | None = None) -> dict[str, Any]:
     """The JSON report of one run (see the module docstring for the keys)."""
     totals = {outcome: 0 for outcome in OUTCOMES}
     clauses: dict[str, dict[str, Any]] = defaultdict(
@@ -146,6 +149,7 @@ def build_report(results: Sequence[Result], *, implementation: Mapping[str, Any]
         "implementation": dict(implementation),
         "environment": dict(environment),
         "profile": profile,
+        **({"precision": dict(precision)} if precision else {}),
         "seed": seed,
         "duration_s": round(duration_s, 2),
         "totals": totals,
@@ -166,6 +170,8 @@ def summary_lines(report: Mapping[str, Any]) -> list[str]:
     lines = [f"implementation: {impl.get('impl')} ({impl.get('name')} {impl.get('version')}, "
              f"{impl.get('dtype')}), profile {report['profile']}, order seed {report['seed']} "
              f"(repeat with --seed {report['seed']})",
+             *([f"precision profile {p['profile']} ({p['source']}; rtol {_g(p['rtol'])})"]
+               if (p := report.get("precision")) else []),
              f"totals: {t['passed']} passed, {t['failed']} failed, {t['skipped']} skipped, "
              f"{t['excluded']} excluded in {report['duration_s']}s"]
     for override in impl.get("tolerance_overrides") or []:  # in the headline: they loosen TOL-1

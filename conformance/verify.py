@@ -12,8 +12,10 @@ On a mismatch the failure is *located*, in this order:
 3. Which stage: when the port exposes stages, its stages are compared with the
    expected ones in forward order (``patches``, ``read``, ``block_0`` ..,
    ``write``); the first one out of tolerance is recorded, and when step 2 did
-   not decide, names the clause (``stage_clause``). Without either, an accuracy
-   failure stays on TOL-1.
+   not decide, names the clause (``stage_clause``). When the port's outputs then
+   match the oracle computed with a known wrong constant (``conformance.faults``:
+   LayerNorm eps 1e-5, tanh GELU), that constant's clause (NUM-1, NUM-2) is named
+   instead. Without either, an accuracy failure stays on TOL-1.
 """
 
 from __future__ import annotations
@@ -27,6 +29,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from .check import Checker, compare
+from .faults import KNOWN_FAULTS, KnownFault
 from .protocol import PortAdapter
 
 if TYPE_CHECKING:
@@ -178,6 +181,19 @@ def _matches_oracle(shared: SharedHandle, images: np.ndarray, call_args: Mapping
     return all(compare(k, out.get(k), ref, rtol).ok for k, ref in keys if ref is not None)
 
 
+def known_fault(shared: SharedHandle, images: np.ndarray, call_args: Mapping[str, Any],
+                oracle_dir: Path | None, rtol: float) -> KnownFault | None:
+    """The first of ``KNOWN_FAULTS`` whose oracle the call on a fresh handle matches (None:
+    none, or no checkpoint for the oracle)."""
+    if oracle_dir is None:
+        return None
+    for fault in KNOWN_FAULTS:
+        with fault.in_oracle():
+            if _matches_oracle(shared, images, call_args, oracle_dir, rtol):
+                return fault
+    return None
+
+
 def locate_fault(check: Checker, shared: SharedHandle, images: np.ndarray,
                  call_args: Mapping[str, Any], expected: Expected, config: Mapping[str, Any],
                  oracle_dir: Path | None) -> None:
@@ -214,6 +230,11 @@ def locate_fault(check: Checker, shared: SharedHandle, images: np.ndarray,
             clauses = candidates[:1]
             how += (f", which matches the oracle with num_tokens=1 (one latent: no RoPE "
                     f"rotation, no mask): candidate rules in order {', '.join(candidates)}")
+        fault = known_fault(shared, images, call_args, oracle_dir, rtol)
+        if fault is not None:
+            clauses = [fault.clause]
+            how += (f"; the port's outputs match the oracle's computed with a known fault: "
+                    f"{fault.description}")
     if clauses:
         check.reattribute(clauses, how, only=UNLOCATED)
 

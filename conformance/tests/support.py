@@ -27,6 +27,13 @@ def require(port: PortAdapter, config: Mapping[str, Any], call_args: Mapping[str
         pytest.skip("; ".join(reasons))
 
 
+def precision_profile(config: pytest.Config) -> str:
+    """The precision profile of the run (``--profile``, else the port's declared dtype)."""
+    from conformance.plugin import suite_state
+
+    return suite_state(config).precision_profile
+
+
 def require_stages(port: PortAdapter) -> None:
     if not port.capabilities.stages:
         pytest.skip("port exposes no stages (capabilities.stages)")

@@ -21,7 +21,7 @@ from conformance.goldens import (
 from conformance.handles import Images
 from conformance.verify import Expected, check_call
 
-from .support import read_config, require
+from .support import precision_profile, read_config, require
 
 MANIFEST = load_manifest()
 
@@ -33,7 +33,7 @@ def _params() -> list:
 
 
 @pytest.mark.parametrize("case", _params())
-def test_golden(case, port, handles, check):
+def test_golden(case, port, handles, check, request):
     """GOLD-1, TOL-1: the port reproduces a golden case (logits, features, exit depths)
     within the tolerance; the case's own clauses come from its manifest entry."""
     shared = handles.shared(case["checkpoint"])
@@ -41,7 +41,7 @@ def test_golden(case, port, handles, check):
     tensors = case_tensors(GOLDENS_DIR, case)
     images = Images(tensors["images"], {"golden": case["id"]})
     require(port, config, case["call_args"], images.array.shape[2:])
-    check.tolerance = case_tolerance(case, check.tolerance, port.capabilities.dtype)
+    check.tolerance = case_tolerance(case, check.tolerance, precision_profile(request.config))
     check.start_case({"golden": case["id"], "checkpoint": case["checkpoint"],
                       "call_args": case["call_args"]})
     expected = Expected(tensors["logits"], tensors["exit_depths"], tensors.get("features"),
