@@ -7,7 +7,8 @@ fails wherever that state leaks, not only in the two dedicated STATE-1 tests.
 Every call on a shared handle is appended to its ``history`` as a ``Call``
 (method, images reference, call arguments) so that a leak can be replayed:
 ``locate_leak`` re-runs the failing call on a fresh handle, shrinks the replayed
-history (the last ``MAX_REPLAY`` calls before it) by delta debugging to the shortest
+history (the last ``MAX_REPLAY`` calls before it, or a doubled window up to the whole
+history when the state was left earlier) by delta debugging to the shortest
 sub-history that reproduces the difference, and compares both sides' stages when the
 port exposes them. The result is a ``fresh-handle`` repro that ``python -m conformance.repro``
 re-runs.
@@ -32,7 +33,8 @@ from .check import Checker, compare
 from .protocol import PortAdapter
 from .verify import first_divergent_stage, run
 
-# Longest history replayed to reproduce a leak (then shrunk by delta debugging).
+# First window of earlier calls replayed to reproduce a leak (doubled up to the whole
+# history while it does not; then shrunk by delta debugging).
 MAX_REPLAY = 64
 METHODS = {"classification": "classify", "distill": "distill"}
 
@@ -184,12 +186,31 @@ def ddmin(items: list, reproduces: Callable[[list], bool], budget: int = 200) ->
     return items
 
 
+def reproducing_window(history: list, index: int,
+                       reproduces: Callable[[list], bool]) -> list | None:
+    """The shortest suffix ``history[index - size:index]`` that ``reproduces``, for
+    ``size`` = ``MAX_REPLAY``, twice that, ... up to all ``index`` earlier calls, or None.
+
+    A port's state may be set long before the call it spoils (a mask cache that later
+    default calls keep), so the window grows until it holds that call; the trials cost
+    at most about twice the replay of the whole history."""
+    size = MAX_REPLAY
+    while True:
+        window = history[max(0, index - size):index]
+        if reproduces(window):
+            return window
+        if size >= index:
+            return None
+        size *= 2
+
+
 def locate_leak(shared: SharedHandle, index: int, rtol: float) -> dict[str, Any]:
     """Replay the history before ``shared.history[index]`` to reproduce a state leak.
 
     Returns ``{"repro": fresh-handle repro, "divergence": first divergent stage or None,
     "reproduced": bool, "source": str}``. The last ``MAX_REPLAY`` earlier calls are
-    replayed on a fresh handle; when that reproduces the difference they are shrunk by
+    replayed on a fresh handle, then twice as many, up to the whole history
+    (``reproducing_window``); when that reproduces the difference they are shrunk by
     delta debugging (``ddmin``) to the shortest sub-history that still does, usually one
     or two calls. When it does not, the history of every other shared handle of the run
     is replayed on its own fresh handle before the call (state shared across handles) and
@@ -209,8 +230,9 @@ def locate_leak(shared: SharedHandle, index: int, rtol: float) -> dict[str, Any]
         return bool(history) and not outputs_agree(
             _outcome(call, port, replayed(history, other)), fresh, rtol)
 
+    window = reproducing_window(shared.history, index, reproduces)
+    history = ddmin(window, reproduces) if window is not None else None
     recorded = shared.history[max(0, index - MAX_REPLAY):index]
-    history = ddmin(recorded, reproduces) if reproduces(recorded) else None
     source = f"{len(history)} of the {index} earlier call(s) on this handle" if history else ""
     if history is None:
         for other in shared.siblings():

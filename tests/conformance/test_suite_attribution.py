@@ -112,6 +112,25 @@ def test_ddmin_keeps_exactly_the_calls_a_leak_needs():
     assert len(trials) < 60
 
 
+def test_leak_set_before_the_first_window_is_still_shrunk_to_its_call():
+    """A mask cache set by call 10 of 300 and kept by the 289 calls after it: the replay
+    window grows past the last MAX_REPLAY calls until it holds call 10, and delta debugging
+    keeps that one call; a leak no window reproduces gives None."""
+    from conformance.handles import MAX_REPLAY, ddmin, reproducing_window
+
+    def reproduces(history):
+        return 10 in history
+
+    window = reproducing_window(list(range(300)), 300, reproduces)
+    assert window is not None and 10 in window and len(window) < 300 - 10 + 2 * MAX_REPLAY
+    assert window[-1] == 299
+    assert ddmin(window, reproduces) == [10]
+    assert reproducing_window(list(range(300)), 300, lambda history: False) is None
+    # a leak within the last MAX_REPLAY calls replays only those
+    assert reproducing_window(list(range(300)), 300, lambda history: 290 in history) == \
+        list(range(300 - MAX_REPLAY, 300))
+
+
 def _first_lines(report):
     return {f["id"]: f["message"].splitlines()[0] for f in report["failures"]}
 
