@@ -18,6 +18,8 @@ horizontally scrolling frame, text is at least about 11 px.
 from __future__ import annotations
 
 import io
+import json
+import re
 from dataclasses import dataclass
 
 import matplotlib
@@ -287,8 +289,6 @@ def bundled_tradeoff() -> bytes:
 def _bundled_metadata() -> dict:
     """The bundled cluttered-digits model's adaperceiver.json (written by ``adaperceiver
     train``: the run's curves and the test count of every budget)."""
-    import json
-
     from adaperceiver.digits import CLUTTERED_MODEL
 
     path = CLUTTERED_MODEL / "adaperceiver.json"
@@ -334,8 +334,6 @@ def training_budgets() -> bytes:
     """Test accuracy of every fixed budget of the bundled model with its 95 % Wilson
     interval, from the counts ``adaperceiver train`` recorded: against depth, one line
     per N, at the widest FFN (solid) and the narrowest (dashed)."""
-    import re
-
     from adaperceiver.stats import wilson_interval
 
     acc = _bundled_metadata()["accuracy"]
