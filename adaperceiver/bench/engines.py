@@ -1,6 +1,6 @@
 """Every engine and precision at the published size: ``python -m adaperceiver.bench.engines``.
 
-``[--quick] [--compile] [--profile] [--rounds R]``. Random weights at the published size
+``[--quick] [--rows] [--compile] [--profile] [--rounds R]``. Random weights at the published size
 (``published.randomize``), float32 inputs, torch's thread count for every runtime. It prints:
 
 1. the machine's GEMM ceiling on the model's linear shapes per backend (``ceiling``);
@@ -13,7 +13,9 @@
    seconds (export, quantization, compilation with its first call); the process's peak
    resident memory after the path was set up and run (``ru_maxrss``, cumulative, so it
    grows in row order);
-3. proportionality at batch 8 (and 1 without ``--quick``): for each path but the peer,
+3. (not with ``--rows``, which repeated runs use: parts 1 and 2 need one export, this part
+   needs one per smaller budget and the anytime graph) proportionality at batch 8 (and 1
+   without ``--quick``): for each path but the peer,
    the time of width 416 and of N = 64 tokens relative to its own full budget (median
    [min..max] of per-round ratios) beside the FLOP ratio (for ONNX Runtime each budget is
    another export); then for ours eager, bf16 and ONNX Runtime fp32 and int8 the
@@ -280,6 +282,9 @@ def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(prog="python -m adaperceiver.bench.engines",
                                      description=__doc__.splitlines()[0])
     add_round_arguments(parser, "3 rounds, 3 GEMM samples, proportions at batch 8 only")
+    parser.add_argument("--rows", action="store_true",
+                        help="only the GEMM ceilings and the rows of each batch size (no "
+                        "proportionality or exits: they export three more graphs)")
     parser.add_argument("--compile", action="store_true",
                         help="also the compiled path (compiles each budget for minutes)")
     parser.add_argument("--profile", action="store_true",
@@ -299,7 +304,7 @@ def main(argv: list[str] | None = None) -> None:
             print(f"\nbatch {batch}, budget (N, width, depth) = {FULL}, load average {load()}")
             bench_paths(all_paths, x, rounds)
         for batch, x in inputs.items():  # after the rows: each smaller budget is an export
-            if batch == 8 or not args.quick:
+            if not args.rows and (batch == 8 or not args.quick):
                 print(f"proportionality at batch {batch}:")
                 bench_proportions(all_paths, x, rounds, PUBLISHED)
                 bench_exits(model, all_paths, x, rounds)
