@@ -15,6 +15,7 @@ from typing import NamedTuple
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
+from torch.utils._python_dispatch import _get_current_dispatch_mode
 
 from .masks import AttentionPlan
 from .rope import apply_rope
@@ -30,8 +31,10 @@ def linear(x: Tensor, weight: Tensor, bias: Tensor | None = None) -> Tensor:
     shapes on an AVX-512 CPU without AMX (docs/performance.md). A non-contiguous weight
     (fc2's Matryoshka column slice) is copied for the call: oneDNN on a strided weight
     is orders of magnitude slower. Nothing is cached, so results follow the parameters
-    (STATE-1). Everything else (autograd, autocast, tracing, export, other dtypes and
-    devices, a torch without oneDNN) is ``F.linear``.
+    (STATE-1). Everything else (autograd, autocast, tracing, export, a dispatch mode such
+    as ``FlopCounterMode`` or fake tensors that reads aten ops, other dtypes and
+    devices, empty products such as a zero FFN width, a torch without oneDNN) is
+    ``F.linear``.
     """
     if _onednn_applies(x, weight, bias):
         return torch.ops.mkldnn._linear_pointwise(x.contiguous(), weight.contiguous(), bias,
@@ -42,11 +45,12 @@ def linear(x: Tensor, weight: Tensor, bias: Tensor | None = None) -> Tensor:
 def _onednn_applies(x: Tensor, weight: Tensor, bias: Tensor | None) -> bool:
     """Is oneDNN's linear equivalent to ``F.linear`` here and invisible to tracers?"""
     tensors = (x, weight) if bias is None else (x, weight, bias)
-    return (all(t.device.type == "cpu" and t.dtype == torch.float32 for t in tensors)
+    return (x.numel() > 0 and weight.numel() > 0  # oneDNN rejects empty products
+            and all(t.device.type == "cpu" and t.dtype == torch.float32 for t in tensors)
             and not (torch.is_grad_enabled() and any(t.requires_grad for t in tensors))
             and not torch.is_autocast_enabled("cpu")
             and not (torch.compiler.is_compiling() or torch.jit.is_tracing()
-                     or torch.jit.is_scripting())
+                     or torch.jit.is_scripting() or _get_current_dispatch_mode() is not None)
             and torch.backends.mkldnn.is_available())
 
 

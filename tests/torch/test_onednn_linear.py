@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import pytest
 import torch
+from torch.utils.flop_counter import FlopCounterMode
 from torch_helpers import checkpoint, images, rel_err, tiny_config
 
 import reference_numpy as rn
@@ -45,6 +46,17 @@ def test_linear_matches_float64_matmul(shape, columns):
     assert rel_err(got, expected.numpy()) <= 1e-6
 
 
+@pytest.mark.parametrize("x_shape, w_shape", [((2, 3, 0), (4, 0)), ((0, 5), (4, 5))])
+def test_empty_products(x_shape, w_shape):
+    """A zero FFN width (no kept columns) or no rows gives x W^T + b = b or an empty
+    result, as F.linear does, instead of oneDNN's error."""
+    x, weight, bias = torch.ones(x_shape), torch.ones(w_shape), torch.arange(4.0)
+    with torch.inference_mode():
+        got = linear(x, weight, bias)
+    assert got.shape == (*x_shape[:-1], 4)
+    assert torch.equal(got, bias.expand_as(got))
+
+
 def test_inference_takes_onednn_and_matches_the_oracle():
     """TOL-1 (float32), MAT-1: under inference_mode every linear of the model runs oneDNN
     (none runs aten's), and the logits at a narrowed budget are the oracle's."""
@@ -72,6 +84,15 @@ def test_other_cases_keep_f_linear():
         assert model(x).logits.dtype == torch.bfloat16
     with torch.inference_mode():
         assert linear_ops(lambda: model.double()(x.double())) == {MKL}
+
+
+def test_dispatch_modes_see_aten_linear():
+    """Under a dispatch mode that reads aten ops (FlopCounterMode) the product stays
+    ``F.linear``, so its 2 x rows x in x out FLOPs are counted."""
+    x, weight = torch.ones(6, 5), torch.ones(4, 5)
+    with torch.inference_mode(), FlopCounterMode(display=False) as counter:
+        linear(x, weight, torch.zeros(4))
+    assert counter.get_total_flops() == 2 * 6 * 5 * 4
 
 
 def test_weight_edits_in_place_change_the_output():
