@@ -8,7 +8,8 @@
 Engines and precisions (``SUPPORTED``):
 
 * ``torch`` fp32: the model itself, eager, under ``torch.inference_mode`` (follows later
-  changes of the weights).
+  changes of the weights); on the CPU its linears run oneDNN's GEMM on the plain weights
+  (``layers.linear``; docs/performance.md).
 * ``torch`` bf16: the model under ``torch.autocast(device, torch.bfloat16)``: matmuls and
   attention in bfloat16 (accumulating in float32), norms, softmax and the residual stream in
   float32 (TOL-1's bfloat16 profile), logits returned as float32; CPU or CUDA, as the

@@ -15,11 +15,50 @@ from typing import NamedTuple
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
+from torch.utils._python_dispatch import _get_current_dispatch_mode
 
 from .masks import AttentionPlan
 from .rope import apply_rope
 
 LN_EPS = 1e-6  # NUM-1: every LayerNorm (timm's) uses eps 1e-6
+
+
+def linear(x: Tensor, weight: Tensor, bias: Tensor | None = None) -> Tensor:
+    """y = x W^T + b for x (..., in), W (out, in), b (out,) or None: every linear of the model.
+
+    Float32 inference on the CPU runs oneDNN's GEMM (``mkldnn._linear_pointwise``) on
+    the current weight, about twice MKL's sgemm (what ``F.linear`` calls) on the model's
+    shapes on an AVX-512 CPU without AMX (docs/performance.md). A non-contiguous weight
+    (fc2's Matryoshka column slice) is copied for the call: oneDNN on a strided weight
+    is orders of magnitude slower. Nothing is cached, so results follow the parameters
+    (STATE-1). Everything else (autograd, autocast, tracing, export, a dispatch mode such
+    as ``FlopCounterMode`` or fake tensors that reads aten ops, other dtypes and
+    devices, empty products such as a zero FFN width, a torch without oneDNN) is
+    ``F.linear``.
+    """
+    if _onednn_applies(x, weight, bias):
+        return torch.ops.mkldnn._linear_pointwise(x.contiguous(), weight.contiguous(), bias,
+                                                  "none", [], "")
+    return F.linear(x, weight, bias)
+
+
+def _onednn_applies(x: Tensor, weight: Tensor, bias: Tensor | None) -> bool:
+    """Is oneDNN's linear equivalent to ``F.linear`` here and invisible to tracers?"""
+    tensors = (x, weight) if bias is None else (x, weight, bias)
+    return (x.numel() > 0 and weight.numel() > 0  # oneDNN rejects empty products
+            and all(t.device.type == "cpu" and t.dtype == torch.float32 for t in tensors)
+            and not (torch.is_grad_enabled() and any(t.requires_grad for t in tensors))
+            and not torch.is_autocast_enabled("cpu")
+            and not (torch.compiler.is_compiling() or torch.jit.is_tracing()
+                     or torch.jit.is_scripting() or _get_current_dispatch_mode() is not None)
+            and torch.backends.mkldnn.is_available())
+
+
+class Linear(nn.Linear):
+    """``nn.Linear`` (same parameters and keys) computed by ``linear``."""
+
+    def forward(self, x: Tensor) -> Tensor:
+        return linear(x, self.weight, self.bias)
 
 
 def layer_norm(dim: int) -> nn.LayerNorm:
@@ -38,14 +77,14 @@ class Mlp(nn.Module):
     def __init__(self, in_features: int, hidden_features: int, out_features: int):
         super().__init__()
         self.hidden_features = hidden_features
-        self.fc1 = nn.Linear(in_features, hidden_features)
-        self.fc2 = nn.Linear(hidden_features, out_features)
+        self.fc1 = Linear(in_features, hidden_features)
+        self.fc2 = Linear(hidden_features, out_features)
 
     def forward(self, x: Tensor, hidden: int | None = None) -> Tensor:
         h = self.hidden_features if hidden is None else hidden
-        a = F.linear(x, self.fc1.weight[:h], self.fc1.bias[:h])  # (..., h)
+        a = linear(x, self.fc1.weight[:h], self.fc1.bias[:h])  # (..., h)
         a = gelu_(a) if may_overwrite(a) else F.gelu(a)
-        return F.linear(a, self.fc2.weight[:, :h], self.fc2.bias)
+        return linear(a, self.fc2.weight[:, :h], self.fc2.bias)
 
 
 def may_overwrite(t: Tensor) -> bool:
@@ -113,10 +152,10 @@ class Projections(nn.Module):
 
     def __init__(self, dim: int, qkv_bias: bool, proj_bias: bool):
         super().__init__()
-        self.q = nn.Linear(dim, dim, bias=qkv_bias)
-        self.k = nn.Linear(dim, dim, bias=qkv_bias)
-        self.v = nn.Linear(dim, dim, bias=qkv_bias)
-        self.proj = nn.Linear(dim, dim, bias=proj_bias)
+        self.q = Linear(dim, dim, bias=qkv_bias)
+        self.k = Linear(dim, dim, bias=qkv_bias)
+        self.v = Linear(dim, dim, bias=qkv_bias)
+        self.proj = Linear(dim, dim, bias=proj_bias)
 
     def heads(self, x: Tensor, names: tuple[str, ...], num_heads: int) -> tuple[Tensor, ...]:
         """x (B, N, D) projected by each named linear and split into heads: a tuple of

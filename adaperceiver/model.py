@@ -21,7 +21,16 @@ from .anytime import AnytimeOutput, anytime
 from .arguments import CallArgs, parse_call
 from .config import CLASSIFICATION_DEFAULTS, DISTILL_DEFAULTS, resolve_config
 from .hub import CheckpointMixin
-from .layers import Block, CrossAttentionFusion, Mlp, TokenQuery, WidthGroups, layer_norm
+from .layers import (
+    Block,
+    CrossAttentionFusion,
+    Linear,
+    Mlp,
+    TokenQuery,
+    WidthGroups,
+    layer_norm,
+    linear,
+)
 from .masks import AttentionPlan, attention_plan
 from .rope import apply_rope, rope_dtype, rope_tables
 
@@ -56,7 +65,7 @@ class PatchProjection(nn.Module):
         patches = patches.permute(0, 2, 4, 1, 3, 5)  # (B, gh, gw, C, P, P)
         patches = patches.reshape(B, -1, C * P * P)  # (B, M, C*P*P)
         weight = self.proj.weight.flatten(1)  # (D, C, P, P) -> (D, C*P*P)
-        return F.linear(patches, weight, self.proj.bias)
+        return linear(patches, weight, self.proj.bias)
 
 
 class PatchEmbed(nn.Module):
@@ -113,7 +122,7 @@ class PatchOutputLatents(nn.Module):
 
     def __init__(self, dim: int):
         super().__init__()
-        self.proj = nn.Linear(dim, dim)
+        self.proj = Linear(dim, dim)
 
     def forward(self, patches: Tensor) -> Tensor:
         return self.proj(patches)
@@ -125,7 +134,7 @@ class OutputAdapter(nn.Module):
     def __init__(self, dim: int, out_features: int, ffn_hidden: int | None):
         super().__init__()
         if ffn_hidden is None:
-            self.ffn = nn.Linear(dim, out_features)
+            self.ffn = Linear(dim, out_features)
         else:
             self.norm = layer_norm(dim)
             self.ffn = Mlp(dim, ffn_hidden, out_features)

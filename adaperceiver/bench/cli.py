@@ -50,7 +50,8 @@ from .published import CONFIGS, WIDTHS, published_model
 from .timing import add_round_arguments, interleaved, load, ratios, spread
 
 GEMM_OPS = ("aten::addmm", "aten::mm", "aten::bmm", "aten::baddbmm",
-            "mkl::_mkl_linear")  # the last: the compiled path's prepacked linears
+            "mkldnn::_linear_pointwise",  # eager float32 linears (layers.linear)
+            "mkl::_mkl_linear")  # the compiled path's prepacked linears
 ATTENTION_OPS = ("aten::_scaled_dot_product_flash_attention_for_cpu",
                  "aten::_scaled_dot_product_attention_math")
 
@@ -152,13 +153,17 @@ def profile_call(fn: Callable[[], object]) -> Profile:
 
 def _gemm_call(op: str, shapes: tuple[tuple[int, ...], ...]) -> Callable[[], object]:
     """A call of ``op`` on fresh random operands of ``shapes``, the weight transposed as an
-    nn.Linear weight is (addmm(bias, x, W^T), mm(x, W^T)); bmm operands contiguous."""
+    nn.Linear weight is (addmm(bias, x, W^T), mm(x, W^T)); oneDNN's linear on the plain
+    weight (x, W, b); bmm operands contiguous."""
     if op == "aten::addmm":
         bias, (m, k), (_, n) = shapes[:3]
         return partial(torch.addmm, torch.randn(bias), torch.randn(m, k), torch.randn(n, k).t())
     if op == "aten::mm":
         (m, k), (_, n) = shapes[:2]
         return partial(torch.mm, torch.randn(m, k), torch.randn(n, k).t())
+    if op == "mkldnn::_linear_pointwise":
+        x, w, bias = (torch.randn(s) if s else None for s in shapes[:3])
+        return partial(torch.ops.mkldnn._linear_pointwise, x, w, bias, "none", [], "")
     if op == "aten::bmm":
         return partial(torch.bmm, *(torch.randn(s) for s in shapes[:2]))
     return partial(torch.baddbmm, *(torch.randn(s) for s in shapes[:3]))

@@ -60,7 +60,7 @@ from .timing import add_round_arguments, interleaved, load, ratios, spread
 FULL = (256, 832, 21)  # (N, width, depth)
 SMALLER = {"width 416": (256, 416, 21), "N 64": (64, 832, 21)}
 GEMM_NAMES = ("aten::addmm", "aten::mm", "aten::bmm", "aten::baddbmm", "mkl::_mkl_linear",
-              "aten::mkldnn_rnn_layer")
+              "mkldnn::_linear_pointwise", "aten::mkldnn_rnn_layer")
 ATTENTION_NAMES = ("aten::_scaled_dot_product_flash_attention_for_cpu",
                    "aten::_scaled_dot_product_attention_math", "aten::_softmax")
 
