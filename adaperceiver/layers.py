@@ -27,8 +27,9 @@ def linear(x: Tensor, weight: Tensor, bias: Tensor | None = None) -> Tensor:
     """y = x W^T + b for x (..., in), W (out, in), b (out,) or None: every linear of the model.
 
     Float32 inference on the CPU runs oneDNN's GEMM (``mkldnn._linear_pointwise``) on
-    the current weight, about twice MKL's sgemm (what ``F.linear`` calls) on the model's
-    shapes on an AVX-512 CPU without AMX (docs/performance.md). A non-contiguous weight
+    the current weight, faster than MKL's sgemm (what ``F.linear`` calls) on the model's
+    shapes on an AVX-512 CPU without AMX: 1.2-1.4x for the whole published-size forward
+    at batch 8 (docs/performance.md). A non-contiguous weight
     (fc2's Matryoshka column slice) is copied for the call: oneDNN on a strided weight
     is orders of magnitude slower. Nothing is cached, so results follow the parameters
     (STATE-1). Everything else (autograd, autocast, tracing, export, a dispatch mode such
