@@ -53,16 +53,15 @@ from ..onnx.export import export_onnx
 from ..onnx.quantize import quantize_int8
 from ..onnx.session import OnnxGraph
 from .ceiling import gemm_ceilings
+from .cli import ATTENTION_OPS, GEMM_OPS
 from .peer import PeerAdaPerceiver
 from .published import PUBLISHED, published_model
 from .timing import add_round_arguments, interleaved, load, ratios, spread
 
 FULL = (256, 832, 21)  # (N, width, depth)
 SMALLER = {"width 416": (256, 416, 21), "N 64": (64, 832, 21)}
-GEMM_NAMES = ("aten::addmm", "aten::mm", "aten::bmm", "aten::baddbmm", "mkl::_mkl_linear",
-              "mkldnn::_linear_pointwise", "aten::mkldnn_rnn_layer")
-ATTENTION_NAMES = ("aten::_scaled_dot_product_flash_attention_for_cpu",
-                   "aten::_scaled_dot_product_attention_math", "aten::_softmax")
+# self times here, so the math attention's softmax is counted on its own
+ATTENTION_NAMES = (*ATTENTION_OPS, "aten::_softmax")
 
 
 @dataclass
@@ -218,7 +217,7 @@ def _torch_classes(call: Callable[[], Any]) -> Counter:
         call()
     classes: Counter = Counter()
     for event in prof.key_averages():
-        kind = ("GEMM" if event.key in GEMM_NAMES else
+        kind = ("GEMM" if event.key in GEMM_OPS else
                 "attention" if event.key in ATTENTION_NAMES else "elementwise/other")
         classes[kind] += event.self_cpu_time_total / 1e3
     return classes
