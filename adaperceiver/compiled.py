@@ -12,6 +12,13 @@ size); per-sample widths and confidence exit run the graph per call they were
 traced for. ``python -m adaperceiver.bench --compile`` measures what it pays on the
 machine at hand (docs/performance.md).
 
+``compile_frozen(model, autocast=torch.bfloat16)`` compiles the model as it runs under
+``torch.autocast(device, bfloat16)`` (TOL-1's bfloat16 profile: matmuls and attention in
+bfloat16 accumulating in float32, norms, softmax and the residual stream in float32):
+freezing then casts each linear weight to bfloat16 once and prepacks it for oneDNN
+(``mkldnn::_linear_pointwise``) instead of casting it on every call as eager autocast does;
+its packed copy takes half the float32 one. Logits (and features) come back as float32.
+
 Freezing is decided when dynamo traces, from inductor's process-wide ``freezing``
 setting (``torch.compile(options={"freezing": True})`` alone leaves the weights as
 graph inputs, so nothing is prepacked). The compiled model therefore turns the setting
@@ -22,9 +29,11 @@ every intra-op thread).
 
 from __future__ import annotations
 
+import contextlib
+import dataclasses
 import threading
 from collections.abc import Callable
-from functools import wraps
+from functools import partial, wraps
 
 import torch
 import torch._inductor.config as inductor_config
@@ -34,14 +43,26 @@ from .model import AdaPerceiverOutput, _AdaPerceiver
 _FREEZING = threading.Lock()  # held while inductor's process-wide freezing setting is on
 
 
-def compile_frozen(model: _AdaPerceiver) -> Callable[..., AdaPerceiverOutput]:
-    """``model`` compiled by inductor with frozen, prepacked weights. Call it with the
-    model's forward arguments; it runs without autograd (frozen weights are constants)."""
+def compile_frozen(model: _AdaPerceiver,
+                   autocast: torch.dtype | None = None) -> Callable[..., AdaPerceiverOutput]:
+    """``model`` compiled by inductor with frozen, prepacked weights, under
+    ``torch.autocast(device, autocast)`` when ``autocast`` is given (``torch.bfloat16``).
+    Call it with the model's forward arguments; it runs without autograd (frozen weights
+    are constants)."""
+    if autocast not in (None, torch.bfloat16):
+        raise ValueError(f"autocast must be None (float32) or torch.bfloat16, got {autocast!r}")
     compiled = torch.compile(model.eval(), fullgraph=True, dynamic=False)
+    device = next(model.parameters()).device.type
+    cast = (partial(torch.autocast, device, autocast) if autocast is not None
+            else contextlib.nullcontext)
 
     @wraps(model.forward)
     def frozen(*args, **kwargs) -> AdaPerceiverOutput:
-        with _FREEZING, inductor_config.patch(freezing=True), torch.no_grad():
-            return compiled(*args, **kwargs)
+        with _FREEZING, inductor_config.patch(freezing=True), torch.no_grad(), cast():
+            out = compiled(*args, **kwargs)
+        if autocast is None:
+            return out
+        features = None if out.features is None else out.features.float()
+        return dataclasses.replace(out, logits=out.logits.float(), features=features)
 
     return frozen

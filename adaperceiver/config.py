@@ -25,7 +25,8 @@ EXIT_POLICIES = ("batch_mean", "per_sample")  # ARG-6
 # in adaperceiver.engine, so that the command line's --help imports no torch)
 ENGINES = ("auto", "torch", "compiled", "onnxruntime")
 PRECISIONS = ("fp32", "bf16", "int8")
-SUPPORTED = {"torch": ("fp32", "bf16"), "compiled": ("fp32",), "onnxruntime": ("fp32", "int8")}
+SUPPORTED = {"torch": ("fp32", "bf16"), "compiled": ("fp32", "bf16"),
+             "onnxruntime": ("fp32", "int8")}
 # the engines and precisions that compute the whole anytime grid (engine.anytime_model)
 GRID_SUPPORTED = {"torch": ("fp32", "bf16"), "onnxruntime": ("fp32", "int8")}
 LISTED_PROBLEMS = 50  # an error message lists at most this many problems, then a count

@@ -16,9 +16,11 @@ Engines and precisions (``SUPPORTED``):
   model's device. A bfloat16 copy of the model was faster on the 2-core CPU but failed
   TOL-1 (features 0.14 relative on a tiny distill config of the conformance suite: its
   residual stream and norms round to bfloat16), docs/performance.md.
-* ``compiled`` fp32: ``adaperceiver.compiled.compile_frozen`` (inductor, frozen prepacked
-  weights); the first call of each batch size and image size compiles (about a minute
-  at the published size), which ``setup_seconds`` does not include.
+* ``compiled`` fp32 / bf16: ``adaperceiver.compiled.compile_frozen`` (inductor, frozen
+  prepacked weights; bf16: compiled under ``torch.autocast``, as torch bf16 computes, with
+  the weights cast to bfloat16 and packed for oneDNN once); the first call of each batch
+  size and image size compiles (about a minute at the published size), which
+  ``setup_seconds`` does not include.
 * ``onnxruntime`` fp32 / int8: the budget exported once to a static graph
   (``adaperceiver.onnx.export_onnx``; int8: ``quantize="int8"``, dynamic quantization of
   the weight matmuls) run by ONNX Runtime's CPU provider with torch's thread count. A
@@ -30,7 +32,8 @@ Engines and precisions (``SUPPORTED``):
   ``AUTO_PROBE_BATCH`` random images at the trained size, one warm-up and
   ``AUTO_ROUNDS`` interleaved rounds, smallest median wins) and kept in memory only
   (``auto_choices``); ``compiled`` is not a candidate because its setup costs a minute
-  per budget. For bf16 auto is ``torch``, for int8 ``onnxruntime``.
+  per budget. For bf16 auto is ``torch`` (``compiled`` bf16 is faster per call but
+  compiles for a minute per budget), for int8 ``onnxruntime``.
 
 The whole anytime grid (every depth x granularity of one width, ANY-1; what ``sweep`` and
 ``demo`` evaluate) comes from ``anytime_model(model, engine=..., precision=...)``: an object
@@ -159,9 +162,10 @@ def _torch(model: ClassificationAdaPerceiver, precision: str,
 
 def _compiled(model: ClassificationAdaPerceiver, precision: str,
               budget: dict[str, Any]) -> Callable[[Any], AdaPerceiverOutput]:
+    """``compile_frozen``; bf16 compiled as it runs under ``torch.autocast``."""
     from .compiled import compile_frozen
 
-    fast = compile_frozen(model)
+    fast = compile_frozen(model, autocast=torch.bfloat16 if precision == "bf16" else None)
     return lambda images: fast(torch.as_tensor(images), **budget)
 
 

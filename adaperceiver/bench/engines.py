@@ -3,12 +3,16 @@
 ``[--quick] [--rows] [--compile] [--profile] [--rounds R]``. Random weights at the published size
 (``published.randomize``), float32 inputs, torch's thread count for every runtime. It prints:
 
-1. the machine's GEMM ceiling on the model's linear shapes per backend (``ceiling``);
+1. the machine's GEMM ceiling on the model's linear shapes per backend, float32 and the
+   bf16 and int8 products (``ceiling``);
 2. for batch 8 and 1 at the full budget (256, 832, 21), one row per path, all timed in the
    same interleaved rounds: the peer (the official code's eager way, ``peer``), ours eager,
-   ours compiled (``--compile``), ours under bfloat16 autocast, ONNX Runtime float32 and
-   int8 (the export of this budget, dynamically quantized). Columns: median [min..max] ms;
+   ours compiled (``--compile``), ours under bfloat16 autocast, ours compiled under it
+   (``--compile``), ONNX Runtime float32 and int8 (the export of this budget, dynamically
+   quantized). Columns: median [min..max] ms;
    ``x peer`` = median [min..max] of the per-round ratios peer / path (above 1: faster);
+   ``GFLOP/s`` = the forward's FLOPs (``flops.flops`` x batch) over the median time, to set
+   beside the ceilings of part 1;
    the max relative logits error and top-1 agreement against ours fp32 eager; setup
    seconds (export, quantization, compilation with its first call); the process's peak
    resident memory after the path was set up and run (``ru_maxrss``, cumulative, so it
@@ -34,6 +38,7 @@ from __future__ import annotations
 import argparse
 import json
 import resource
+import statistics
 import tempfile
 import time
 from collections import Counter
@@ -87,7 +92,6 @@ def paths(model: ClassificationAdaPerceiver, compile_: bool) -> list[Route]:
     """Each path as a builder of a zero-argument call at a budget on images x (float32)."""
     peer = PeerAdaPerceiver(model.config).eval()
     peer.load_state_dict(model.state_dict())
-    compiled = compile_frozen(model) if compile_ else None
     graphs: dict[tuple[int, int, int], Any] = {}  # the float32 export of each budget
 
     def ours(budget, x, autocast=False):
@@ -109,16 +113,19 @@ def paths(model: ClassificationAdaPerceiver, compile_: bool) -> list[Route]:
 
     found = [Route("peer eager (official style)", lambda b, x: partial(peer, x, *b)),
              Route("ours eager", ours)]
-    if compiled is not None:
-        def compiled_call(budget, x):
+    if compile_:
+        def compiled_call(compiled, budget, x):
             def call():
                 with torch.inference_mode(False), torch.no_grad():  # inductor: no inference
                     return compiled(x.clone(), num_tokens=budget[0], mat_dim=budget[1],  # tensors
                                     depth=budget[2])
             return call
-        found.append(Route("ours compiled", compiled_call))
-    return found + [Route("ours autocast bf16", partial(ours, autocast=True)),
-                    Route("onnxruntime fp32", onnxruntime),
+        found.append(Route("ours compiled", partial(compiled_call, compile_frozen(model))))
+    found.append(Route("ours autocast bf16", partial(ours, autocast=True)))
+    if compile_:
+        bf16 = compile_frozen(model, autocast=torch.bfloat16)
+        found.append(Route("ours compiled bf16", partial(compiled_call, bf16)))
+    return found + [Route("onnxruntime fp32", onnxruntime),
                     Route("onnxruntime int8", partial(onnxruntime, int8=True))]
 
 
@@ -130,9 +137,11 @@ def setup(path: Route, budget: tuple[int, int, int], x: torch.Tensor) -> tuple[C
     return call, time.perf_counter() - start
 
 
-def bench_paths(all_paths: list[Route], x: torch.Tensor, rounds: int,
+def bench_paths(all_paths: list[Route], x: torch.Tensor, rounds: int, config: dict,
                 full: tuple[int, int, int] = FULL) -> None:
     """The rows of one batch size at the budget ``full`` (module doc, part 2)."""
+    N, m, d = full
+    work = flops(config, num_tokens=N, mat_dim=m, depth=d) * x.shape[0]  # FLOPs of one call
     calls, setup_s, peak = {}, {}, {}
     for path in all_paths:
         calls[path.name], setup_s[path.name] = setup(path, full, x)
@@ -140,14 +149,16 @@ def bench_paths(all_paths: list[Route], x: torch.Tensor, rounds: int,
     t = interleaved(calls, rounds)
     reference = _logits(calls["ours eager"]())
     peer = t[all_paths[0].name]
-    print(f"{'path':<28} {'ms':>22} {'x peer':>18} {'max rel err':>11} {'top-1':>6} "
-          f"{'setup s':>8} {'peak MiB':>8}", flush=True)
+    print(f"{'path':<28} {'ms':>22} {'x peer':>18} {'GFLOP/s':>7} {'max rel err':>11} "
+          f"{'top-1':>6} {'setup s':>8} {'peak MiB':>8}", flush=True)
     for name, call in calls.items():
         got = _logits(call())
         err = float((got - reference).abs().max() / reference.abs().max())
         agree = float((got.argmax(-1) == reference.argmax(-1)).double().mean())
+        rate = work / statistics.median(t[name]) / 1e9
         print(f"{name:<28} {spread(t[name], 1e3):>22} {spread(ratios(peer, t[name]), 1, '.2f'):>18}"
-              f" {err:>11.1e} {agree:>6.3f} {setup_s[name]:>8.1f} {peak[name]:>8.0f}", flush=True)
+              f" {rate:>7.0f} {err:>11.1e} {agree:>6.3f} {setup_s[name]:>8.1f}"
+              f" {peak[name]:>8.0f}", flush=True)
 
 
 def bench_proportions(all_paths: list[Route], x: torch.Tensor, rounds: int, config: dict,
@@ -285,7 +296,8 @@ def main(argv: list[str] | None = None) -> None:
                         help="only the GEMM ceilings and the rows of each batch size (no "
                         "proportionality or exits: they export three more graphs)")
     parser.add_argument("--compile", action="store_true",
-                        help="also the compiled path (compiles each budget for minutes)")
+                        help="also the compiled paths, fp32 and bf16 (compiles each budget "
+                        "for minutes)")
     parser.add_argument("--profile", action="store_true",
                         help="op-class shares of ours eager and ONNX Runtime (batch 8)")
     args = parser.parse_args(argv)
@@ -301,7 +313,7 @@ def main(argv: list[str] | None = None) -> None:
         inputs = {batch: torch.randn(batch, 3, 224, 224) for batch in (8, 1)}
         for batch, x in inputs.items():
             print(f"\nbatch {batch}, budget (N, width, depth) = {FULL}, load average {load()}")
-            bench_paths(all_paths, x, rounds)
+            bench_paths(all_paths, x, rounds, PUBLISHED)
         for batch, x in inputs.items():  # after the rows: each smaller budget is an export
             if not args.rows and (batch == 8 or not args.quick):
                 print(f"proportionality at batch {batch}:")

@@ -10,15 +10,25 @@ import time
 from collections.abc import Callable
 from typing import Any
 
+SETTLE_SECONDS = 0.2  # untimed pause before every call (interleaved)
 
-def interleaved(fns: dict[Any, Callable[[], object]], rounds: int) -> dict[Any, list[float]]:
+
+def interleaved(fns: dict[Any, Callable[[], object]], rounds: int,
+                settle: float = SETTLE_SECONDS) -> dict[Any, list[float]]:
     """Wall times of each function over ``rounds`` rounds; every round calls all of them in
-    turn (after one warm-up call each), so drift of a shared machine hits all alike."""
+    turn (after one warm-up call each), so drift of a shared machine hits all alike.
+
+    Each call starts after an untimed pause of ``settle`` seconds, so that one runtime's
+    idle worker threads do not compete with the next call: ONNX Runtime's spin for a while
+    after a run, and a torch forward started right after one took about 10 % longer at
+    batch 1 (3-4 % after a 0.02 s pause, none after 0.2 s; docs/performance.md)."""
     for fn in fns.values():
+        time.sleep(settle)
         fn()
     times: dict[Any, list[float]] = {name: [] for name in fns}
     for _ in range(rounds):
         for name, fn in fns.items():
+            time.sleep(settle)
             start = time.perf_counter()
             fn()
             times[name].append(time.perf_counter() - start)

@@ -49,7 +49,8 @@ def add_engine_arguments(parser: argparse.ArgumentParser, *, grid: bool = False)
                              "exported to ONNX) or auto (the faster of torch and onnxruntime "
                              "measured on this machine, for fp32)")
     parser.add_argument("--precision", choices=PRECISIONS, default="fp32",
-                        help="fp32 (default); bf16 (torch autocast, engine torch or auto); "
+                        help="fp32 (default); bf16 (torch autocast, engine torch, compiled "
+                             "or auto); "
                              "int8 (quantized weight matmuls, engine onnxruntime or auto)")
 
 

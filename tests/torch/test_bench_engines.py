@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import io
 import re
+import time
 from contextlib import redirect_stdout
 
 import pytest
@@ -12,9 +13,10 @@ import torch
 
 import reference_numpy as rn
 from adaperceiver import ClassificationAdaPerceiver
-from adaperceiver.bench.ceiling import backends, gemm_ceilings
+from adaperceiver.bench.ceiling import backends, gemm_ceilings, reduced_backends
 from adaperceiver.bench.engines import bench_exits, bench_paths, bench_proportions, paths
 from adaperceiver.bench.published import randomize
+from adaperceiver.bench.timing import interleaved
 
 pytest.importorskip("onnxruntime")
 
@@ -31,6 +33,20 @@ def test_every_gemm_backend_computes_the_same_product():
     with redirect_stdout(out):
         gemm_ceilings(4, samples=1)
     assert len(re.findall(r"ceiling \d+ \((mkl|onednn|openblas|mlas)\)", out.getvalue())) == 3
+    assert len(re.findall(r"reduced precision: .*int8 mlas \d+", out.getvalue())) == 3
+
+
+def test_reduced_precision_backends_compute_the_product():
+    """bf16 and int8 ceilings time x W^T too: within bfloat16 / int8 rounding of float32."""
+    calls, _ = backends(64, 96, 32)
+    reference = calls["mkl"]().double()
+    reduced, missing = reduced_backends(64, 96, 32)
+    assert "int8 mlas" in reduced and ("bf16 onednn" in reduced or missing)
+    for name, call in reduced.items():
+        y = torch.as_tensor(call()[0] if "mlas" in name else call()).double()
+        err = float((y - reference).abs().max() / reference.abs().max())
+        assert err <= (3e-2 if "bf16" in name else 0.1), (name, err)
+        assert err > 1e-6, (name, err)  # really the reduced product, not float32
 
 
 @pytest.mark.slow  # exports and quantizes two tiny budgets: 10-60 s on the loaded machine
@@ -42,7 +58,7 @@ def test_engine_rows_print_for_a_tiny_model():
     x = torch.randn(4, 3, 16, 16)
     out = io.StringIO()
     with torch.inference_mode(), redirect_stdout(out):
-        bench_paths(routes, x, rounds=1, full=(8, 16, 2))
+        bench_paths(routes, x, 1, model.config, full=(8, 16, 2))
         bench_proportions(routes, x, 1, model.config, full=(8, 16, 2),
                           smaller={"width 8": (8, 8, 2)})
     text = out.getvalue()
@@ -73,3 +89,20 @@ def test_exit_rows_print_per_engine_with_their_exit_depths():
         batch_mean, per_sample = ([int(d) for d in f.split(",")] for f in found)
         assert len(set(batch_mean)) == 1 and len(per_sample) == 4
         assert all(1 <= d <= config["depth"] for d in batch_mean + per_sample)
+
+
+def test_interleaved_lets_each_call_start_on_a_settled_machine():
+    """Every timed call (and warm-up) starts at least ``settle`` seconds after the previous
+    one ended, untimed: the recorded times are the calls alone, not the pauses."""
+    stamps: list[tuple[str, float, float]] = []
+
+    def call(name):
+        start = time.perf_counter()
+        time.sleep(0.01)
+        stamps.append((name, start, time.perf_counter()))
+
+    times = interleaved({"a": lambda: call("a"), "b": lambda: call("b")}, rounds=2, settle=0.05)
+    assert [name for name, _, _ in stamps] == ["a", "b"] * 3  # warm-ups, then two rounds
+    gaps = [start - end for (_, _, end), (_, start, _) in zip(stamps, stamps[1:])]
+    assert min(gaps) >= 0.05, gaps
+    assert all(0.01 <= t < 0.05 for ts in times.values() for t in ts), times

@@ -88,3 +88,12 @@ def test_compiled_graph_keeps_rope_tables_constant():
                 assert bool(targets & trig) == expect_trig, (n, sorted(map(str, targets)))
     finally:
         torch._dynamo.reset()
+
+
+def test_compile_frozen_names_a_bad_autocast_dtype():
+    """compile_frozen compiles float32 or bfloat16 autocast only; anything else is refused
+    before any compilation, naming the argument and what is allowed."""
+    model = ClassificationAdaPerceiver(**tiny_config())
+    with pytest.raises(ValueError, match=r"autocast must be None \(float32\) or torch.bfloat16, "
+                                         r"got torch.float16"):
+        compile_frozen(model, autocast=torch.float16)

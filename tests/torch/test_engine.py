@@ -108,15 +108,30 @@ def test_bad_arguments_name_themselves(tiny, kwargs, match):
 
 
 @pytest.mark.slow  # one compile of the tiny model: 20-60 s on the loaded 2-core machine
-def test_compiled_engine_matches_float32_eager(tiny, x):
-    run = engine.runner(tiny, engine="compiled", **BUDGET)
-    assert rel_err(run(x).logits, reference(tiny, x, **BUDGET).logits.double().numpy()) <= (
-        RTOL["float32"])
+@pytest.mark.parametrize(("precision", "rtol"), [("fp32", RTOL["float32"]),
+                                                 ("bf16", RTOL["bfloat16"])])
+def test_compiled_engine_matches_float32_eager(tiny, x, precision, rtol):
+    """compiled fp32 within TOL-1 float32 of eager; compiled bf16 within TOL-1 bfloat16,
+    float32 logits, its linears on bfloat16 weights (the profile shows no float32 GEMM)."""
+    run = engine.runner(tiny, engine="compiled", precision=precision, **BUDGET)
+    try:
+        out = run(x)
+        assert (run.engine, run.precision) == ("compiled", precision)
+        assert out.logits.dtype == torch.float32
+        assert rel_err(out.logits, reference(tiny, x, **BUDGET).logits.double().numpy()) <= rtol
+        if precision == "bf16":
+            with torch.profiler.profile(record_shapes=True) as prof:
+                run(x)
+            linear_inputs = {t for e in prof.events() if "linear" in e.name
+                             for t in e.input_dtypes[:2]}  # (x, weight)
+            assert linear_inputs == {"c10::BFloat16"}, linear_inputs
+    finally:
+        torch._dynamo.reset()
 
 
-@pytest.mark.slow  # two exports of the digits model and 359 images per path: 15-30 s
+@pytest.mark.slow  # two exports (or compiles) of the digits model, 359 images per path: 15-60 s
 @pytest.mark.parametrize(("name", "precision"), [("onnxruntime", "fp32"), ("torch", "bf16"),
-                                                 ("onnxruntime", "int8")])
+                                                 ("compiled", "bf16"), ("onnxruntime", "int8")])
 def test_bundled_digits_top1_agrees_with_float32(name, precision):
     """Top-1 agreement with float32 eager on the bundled digits test set >= 99 %, at the
     full budget and at the smallest (4 tokens, width 32, depth 1)."""
