@@ -14,7 +14,7 @@ from torch_helpers import checkpoint, images, rel_err
 
 import reference_numpy as rn
 from adaperceiver import ClassificationAdaPerceiver, engine
-from adaperceiver.digits import BUNDLED_MODEL, load_digits
+from adaperceiver.digits import DIGITS_MODEL, load_digits
 from conformance.adapters.precision import INT8_RTOL
 from conformance.tolerances import RTOL
 
@@ -137,7 +137,7 @@ def test_bundled_digits_top1_agrees_with_float32(name, precision):
     full budget and at the smallest (4 tokens, width 32, depth 1)."""
     x, _ = load_digits("test")
     x = torch.from_numpy(x)
-    model = ClassificationAdaPerceiver.from_pretrained(BUNDLED_MODEL).eval()
+    model = ClassificationAdaPerceiver.from_pretrained(DIGITS_MODEL).eval()
     for budget in ({}, {"num_tokens": 4, "mat_dim": 32, "depth": 1}):
         ref = reference(model, x, **budget).logits[:, 0].argmax(-1)
         got = engine.runner(model, engine=name, precision=precision, **budget)(x)
