@@ -9,7 +9,7 @@ import torch
 
 from adaperceiver import ClassificationAdaPerceiver
 from adaperceiver.cli import main
-from adaperceiver.digits import BUNDLED_MODEL, load_digits
+from adaperceiver.digits import BUNDLED_MODEL, DIGITS_MODEL, load_digits
 from adaperceiver.onnx import OnnxGraph, export_onnx
 from conformance.adapters.precision import INT8_RTOL
 
@@ -26,14 +26,14 @@ def test_cli_writes_an_int8_graph_that_runs(tmp_path, capsys):
     """The written graph has integer matmuls, keeps the metadata OnnxGraph needs, and its
     logits are within INT8_RTOL of the float32 model on the digits test images."""
     out = tmp_path / "digits-int8.onnx"
-    assert main(["export-onnx", "--checkpoint", str(BUNDLED_MODEL), "--out", str(out),
+    assert main(["export-onnx", "--checkpoint", str(DIGITS_MODEL), "--out", str(out),
                  "--quantize", "int8"]) == 0
     proto = onnx.load(str(out))
     assert {"MatMulInteger", "DynamicQuantizeLinear"} <= {n.op_type for n in proto.graph.node}
     x, _ = load_digits("test")
     got = OnnxGraph(out, threads=1).run(x)["logits"]
     with torch.inference_mode():
-        ref = ClassificationAdaPerceiver.from_pretrained(BUNDLED_MODEL)(torch.from_numpy(x))
+        ref = ClassificationAdaPerceiver.from_pretrained(DIGITS_MODEL)(torch.from_numpy(x))
     ref = ref.logits.double().numpy()
     assert np.abs(got - ref).max() / np.abs(ref).max() <= INT8_RTOL
     assert "wrote" in capsys.readouterr().out
