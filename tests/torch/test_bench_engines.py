@@ -103,6 +103,6 @@ def test_interleaved_lets_each_call_start_on_a_settled_machine():
 
     times = interleaved({"a": lambda: call("a"), "b": lambda: call("b")}, rounds=2, settle=0.05)
     assert [name for name, _, _ in stamps] == ["a", "b"] * 3  # warm-ups, then two rounds
-    gaps = [start - end for (_, _, end), (_, start, _) in zip(stamps, stamps[1:])]
+    gaps = [start - end for (_, _, end), (_, start, _) in zip(stamps[:-1], stamps[1:], strict=True)]
     assert min(gaps) >= 0.05, gaps
     assert all(0.01 <= t < 0.05 for ts in times.values() for t in ts), times
