@@ -28,7 +28,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from functools import partial
-from typing import Any
+from typing import Any, NamedTuple
 
 import numpy as np
 import torch
@@ -65,18 +65,32 @@ def _mlas(x: np.ndarray, proto: Any) -> Callable[[], object]:
     return partial(session.run, None, {"x": x})
 
 
+class Operands(NamedTuple):
+    """x (rows, in) and W (out, in) of one shape, seeded, and their NumPy forms x and W^T."""
+
+    x: torch.Tensor
+    w: torch.Tensor
+    x_np: np.ndarray
+    w_t: np.ndarray  # (in, out), contiguous
+
+
+def _operands(rows: int, d_in: int, d_out: int) -> Operands:
+    """The operands every backend of one shape multiplies (the same seed for each)."""
+    g = torch.Generator().manual_seed(0)
+    x, w = torch.randn(rows, d_in, generator=g), torch.randn(d_out, d_in, generator=g)
+    return Operands(x, w, x.numpy(), np.ascontiguousarray(w.numpy().T))
+
+
 def backends(rows: int, d_in: int, d_out: int) -> tuple[dict[str, Callable[[], object]],
                                                          list[str]]:
     """(name -> zero-argument GEMM call of one shape, lines naming the missing backends)."""
-    g = torch.Generator().manual_seed(0)
-    x, w = torch.randn(rows, d_in, generator=g), torch.randn(d_out, d_in, generator=g)
+    x, w, x_np, w_t = _operands(rows, d_in, d_out)
     calls: dict[str, Callable[[], object]] = {"mkl": partial(F.linear, x, w)}
     missing = []
     if torch.backends.mkldnn.is_available():
         calls["onednn"] = partial(torch.ops.mkldnn._linear_pointwise, x, w, None, "none", [], "")
     else:
         missing.append("onednn: this torch has no oneDNN")
-    x_np, w_t = x.numpy(), np.ascontiguousarray(w.numpy().T)  # (in, out)
     calls["openblas"] = partial(np.matmul, x_np, w_t)
     try:
         calls["mlas"] = _mlas(x_np, _matmul_proto(x_np, w_t))
@@ -88,8 +102,7 @@ def backends(rows: int, d_in: int, d_out: int) -> tuple[dict[str, Callable[[], o
 def reduced_backends(rows: int, d_in: int, d_out: int) -> tuple[dict[str, Callable[[], object]],
                                                                  list[str]]:
     """``backends`` for the bf16 and int8 products of one shape (module doc)."""
-    g = torch.Generator().manual_seed(0)
-    x, w = torch.randn(rows, d_in, generator=g), torch.randn(d_out, d_in, generator=g)
+    x, w, x_np, w_t = _operands(rows, d_in, d_out)
     calls: dict[str, Callable[[], object]] = {}
     missing = []
     if torch.backends.mkldnn.is_available() and torch.ops.mkldnn._is_mkldnn_bf16_supported():
@@ -101,7 +114,6 @@ def reduced_backends(rows: int, d_in: int, d_out: int) -> tuple[dict[str, Callab
     try:
         from ..onnx.quantize import quantize_int8
 
-        x_np, w_t = x.numpy(), np.ascontiguousarray(w.numpy().T)  # (in, out)
         calls["int8 mlas"] = _mlas(x_np, quantize_int8(_matmul_proto(x_np, w_t)))
     except ImportError:
         missing.append("int8 mlas: onnxruntime is not installed")
