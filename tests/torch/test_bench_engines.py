@@ -13,12 +13,20 @@ import torch
 
 import reference_numpy as rn
 from adaperceiver import ClassificationAdaPerceiver
+from adaperceiver.bench import timing
 from adaperceiver.bench.ceiling import backends, gemm_ceilings, reduced_backends
 from adaperceiver.bench.engines import bench_exits, bench_paths, bench_proportions, paths
 from adaperceiver.bench.published import randomize
 from adaperceiver.bench.timing import interleaved
 
 pytest.importorskip("onnxruntime")
+
+
+@pytest.fixture(autouse=True)
+def no_settling(monkeypatch):
+    """These tests check what the benches print, not timings: no pause between calls
+    (``interleaved``'s default, ``timing.SETTLE_SECONDS``, is for real measurements)."""
+    monkeypatch.setattr(timing, "SETTLE_SECONDS", 0.0)
 
 
 def test_every_gemm_backend_computes_the_same_product():
@@ -91,9 +99,11 @@ def test_exit_rows_print_per_engine_with_their_exit_depths():
         assert all(1 <= d <= config["depth"] for d in batch_mean + per_sample)
 
 
-def test_interleaved_lets_each_call_start_on_a_settled_machine():
-    """Every timed call (and warm-up) starts at least ``settle`` seconds after the previous
-    one ended, untimed: the recorded times are the calls alone, not the pauses."""
+def test_interleaved_lets_each_call_start_on_a_settled_machine(monkeypatch):
+    """Every timed call (and warm-up) starts at least ``timing.SETTLE_SECONDS`` (the default
+    pause, read at the call) after the previous one ended, and the recorded times are the
+    calls alone: each within the pause of the call's own duration, not including it."""
+    monkeypatch.setattr(timing, "SETTLE_SECONDS", 0.05)
     stamps: list[tuple[str, float, float]] = []
 
     def call(name):
@@ -101,8 +111,11 @@ def test_interleaved_lets_each_call_start_on_a_settled_machine():
         time.sleep(0.01)
         stamps.append((name, start, time.perf_counter()))
 
-    times = interleaved({"a": lambda: call("a"), "b": lambda: call("b")}, rounds=2, settle=0.05)
+    times = interleaved({"a": lambda: call("a"), "b": lambda: call("b")}, rounds=2)
     assert [name for name, _, _ in stamps] == ["a", "b"] * 3  # warm-ups, then two rounds
     gaps = [start - end for (_, _, end), (_, start, _) in zip(stamps[:-1], stamps[1:], strict=True)]
     assert min(gaps) >= 0.05, gaps
-    assert all(0.01 <= t < 0.05 for ts in times.values() for t in ts), times
+    own = {name: [end - start for n, start, end in stamps[2:] if n == name] for name in "ab"}
+    for name in "ab":
+        assert all(d <= t < d + 0.05 for d, t in zip(own[name], times[name], strict=True)), (
+            own[name], times[name])
