@@ -16,7 +16,10 @@
    the max relative logits error and top-1 agreement against ours fp32 eager; setup
    seconds (export, quantization, compilation with its first call); the process's peak
    resident memory after the path was set up and run (``ru_maxrss``, cumulative, so it
-   grows in row order);
+   grows in row order); the minor page faults (thousands) and system CPU seconds of one
+   more call (``kernel_work``): fresh pages the kernel maps in for the activations, a cost
+   set by the process's allocator state more than by the path (the peer's can be a sixth
+   of its time; docs/performance.md, "The allocator");
 3. (not with ``--rows``, which repeated runs use: parts 1 and 2 need one export, this part
    needs one per smaller budget and the anytime graph) proportionality at batch 8 (and 1
    without ``--quick``): for each path but the peer,
@@ -79,6 +82,15 @@ class Route:
 
 def _peak_mib() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # Linux: KiB
+
+
+def kernel_work(call: Callable[[], Any]) -> tuple[Any, int, float]:
+    """``call()``'s result, with the minor page faults and system CPU seconds the process
+    (all its threads) took during the call (``getrusage``)."""
+    before = resource.getrusage(resource.RUSAGE_SELF)
+    out = call()
+    after = resource.getrusage(resource.RUSAGE_SELF)
+    return out, after.ru_minflt - before.ru_minflt, after.ru_stime - before.ru_stime
 
 
 def _logits(out: Any) -> torch.Tensor:
@@ -150,15 +162,16 @@ def bench_paths(all_paths: list[Route], x: torch.Tensor, rounds: int, config: di
     reference = _logits(calls["ours eager"]())
     peer = t[all_paths[0].name]
     print(f"{'path':<28} {'ms':>22} {'x peer':>18} {'GFLOP/s':>7} {'max rel err':>11} "
-          f"{'top-1':>6} {'setup s':>8} {'peak MiB':>8}", flush=True)
+          f"{'top-1':>6} {'setup s':>8} {'peak MiB':>8} {'k faults':>8} {'sys s':>5}", flush=True)
     for name, call in calls.items():
-        got = _logits(call())
+        out, faults, sys_s = kernel_work(call)
+        got = _logits(out)
         err = float((got - reference).abs().max() / reference.abs().max())
         agree = float((got.argmax(-1) == reference.argmax(-1)).double().mean())
         rate = work / statistics.median(t[name]) / 1e9
         print(f"{name:<28} {spread(t[name], 1e3):>22} {spread(ratios(peer, t[name]), 1, '.2f'):>18}"
               f" {rate:>7.0f} {err:>11.1e} {agree:>6.3f} {setup_s[name]:>8.1f}"
-              f" {peak[name]:>8.0f}", flush=True)
+              f" {peak[name]:>8.0f} {faults / 1e3:>8.1f} {sys_s:>5.2f}", flush=True)
 
 
 def bench_proportions(all_paths: list[Route], x: torch.Tensor, rounds: int, config: dict,

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
+from collections import defaultdict
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
@@ -35,16 +36,40 @@ def _quiet_quantizer() -> Iterator[None]:
         root.setLevel(level)
 
 
+def pixel_products(graph: Any) -> list[str]:
+    """Names of the MatMul nodes that take the images' values (the patch embedding): the
+    first MatMuls reached from the graph's first input, through any nodes but ``Shape``
+    (whose output carries no pixel values, only sizes)."""
+    consumers: dict[str, list[Any]] = defaultdict(list)
+    for node in graph.node:
+        for name in node.input:
+            consumers[name].append(node)
+    found, seen, frontier = [], set(), [graph.input[0].name]
+    while frontier:
+        for node in consumers[frontier.pop()]:
+            if node.name in seen or node.op_type == "Shape":
+                continue
+            seen.add(node.name)
+            if node.op_type == "MatMul":
+                found.append(node.name)
+            else:
+                frontier.extend(node.output)
+    return found
+
+
 def quantize_int8(proto: Any) -> Any:
     """A copy of the float32 ``proto`` with its weight MatMuls dynamically quantized to int8
     (see the module doc); metadata (config, graph configuration) is kept."""
     import onnx
     from onnxruntime.quantization import QuantType, quantize_dynamic
+    from onnxruntime.quantization.shape_inference import quant_pre_process
 
     with tempfile.TemporaryDirectory() as folder, _quiet_quantizer():
-        src, out = Path(folder) / "fp32.onnx", Path(folder) / "int8.onnx"
+        src, folded, out = (Path(folder) / f"{name}.onnx" for name in ("fp32", "folded", "int8"))
         src.write_bytes(proto.SerializeToString())
-        quantize_dynamic(src, out, weight_type=QuantType.QInt8)
+        quant_pre_process(src, folded, skip_symbolic_shape=True)
+        pixels = pixel_products(onnx.load(str(folded)).graph)
+        quantize_dynamic(folded, out, weight_type=QuantType.QInt8, nodes_to_exclude=pixels)
         quantized = onnx.load(str(out))
     kept = {p.key for p in quantized.metadata_props}
     for prop in proto.metadata_props:

@@ -5,15 +5,8 @@
   precision="bf16")`` runs; TOL-1's ``bfloat16`` tolerance.
 * ``conformance.adapters.precision:int8``: the ONNX Runtime port with every graph's weight
   matmuls dynamically quantized to int8 (``adaperceiver.onnx.quantize.quantize_int8``),
-  what ``runner(..., engine="onnxruntime", precision="int8")`` runs. Compute dtype float32
-  outside the quantized matmuls, with the tolerance ``INT8_RTOL`` for every test (a port
-  override with its reason, shown in the report).
-
-``INT8_RTOL`` comes from measurement: on the bundled digits model the worst relative
-logits error over the 359 test images was 4.4e-2 (top-1 agreement with float32 99.7 %),
-and 4.5e-2 at the published size with random weights (the issue's measurement), so 1e-1
-leaves a factor of about two. An int8 path's error follows the activations' range per
-tensor, not the model's arithmetic, so it is not a float32 tolerance loosened by a constant.
+  what ``runner(..., engine="onnxruntime", precision="int8")`` runs; compute dtype float32
+  outside the quantized matmuls, TOL-1's ``int8`` tolerance (``conformance.profiles``).
 """
 
 from __future__ import annotations
@@ -23,14 +16,9 @@ from typing import Any
 
 import numpy as np
 
-from ..protocol import Capabilities, ToleranceOverride
+from ..protocol import Capabilities
 from .onnxruntime import OnnxRuntimeAdapter
 from .torch_port import TorchAdapter
-
-INT8_RTOL = 1e-1  # int8 dynamic quantization of the weight matmuls (module doc)
-INT8_REASON = ("int8: weight matmuls dynamically quantized (ONNX Runtime quantize_dynamic, "
-               "per-tensor uint8 activations x int8 weights); measured worst 4.4e-2 on the "
-               "bundled digits model")
 
 
 class Int8Adapter(OnnxRuntimeAdapter):
@@ -44,9 +32,8 @@ class Int8Adapter(OnnxRuntimeAdapter):
         base = self.capabilities
         self.capabilities = Capabilities(
             name="adaperceiver ONNX int8 (onnxruntime quantize_dynamic)", version=base.version,
-            dtype="float32", per_sample_width=False, exit_policies=base.exit_policies,
-            anytime=True, stages=False, images_arg=base.images_arg, versions=base.versions,
-            tolerance_overrides=(ToleranceOverride("", INT8_RTOL, INT8_REASON),))
+            dtype="int8", per_sample_width=False, exit_policies=base.exit_policies,
+            anytime=True, stages=False, images_arg=base.images_arg, versions=base.versions)
 
     def prepare(self, proto: Any) -> Any:
         return self._quantize(proto)

@@ -1,7 +1,7 @@
 """The reduced-precision adapters (``conformance.adapters.precision``) through the suite.
 
-bf16 (autocast) against TOL-1 bfloat16 and int8 (quantized ONNX graphs) against
-``INT8_RTOL`` (a port override with its reason), on the golden cases, the anytime goldens
+bf16 (autocast) against TOL-1 bfloat16 and int8 (quantized ONNX graphs) against TOL-1
+int8 (the profile each adapter declares), on the golden cases, the anytime goldens
 and the argument errors of the ci profile: the subset that needs no new model config per
 Hypothesis example (each would be a new export for int8). Both are slow (minutes: the
 int8 port exports and quantizes one graph per golden configuration), so they run with
@@ -13,7 +13,6 @@ from __future__ import annotations
 import pytest
 from suite_helpers import ROOT, run_suite
 
-from conformance.adapters.precision import INT8_RTOL
 from conformance.tolerances import RTOL
 
 pytest.importorskip("onnxruntime")
@@ -24,7 +23,7 @@ EXCLUSIONS = ROOT / "conformance" / "adapters" / "onnxruntime_ci.toml"
 @pytest.mark.slow
 @pytest.mark.parametrize(("factory", "rtol", "options"), [
     ("bfloat16", RTOL["bfloat16"], ()),
-    ("int8", INT8_RTOL, ("--exclusions", str(EXCLUSIONS))),
+    ("int8", RTOL["int8"], ("--exclusions", str(EXCLUSIONS))),
 ])
 def test_reduced_precision_port_passes_its_profile(tmp_path, factory, rtol, options):
     done, report = run_suite(f"conformance.adapters.precision:{factory}", tmp_path, *SUBSET,

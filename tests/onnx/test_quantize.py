@@ -11,7 +11,7 @@ from adaperceiver import ClassificationAdaPerceiver
 from adaperceiver.cli import main
 from adaperceiver.digits import BUNDLED_MODEL, DIGITS_MODEL, load_digits
 from adaperceiver.onnx import OnnxGraph, export_onnx
-from conformance.adapters.precision import INT8_RTOL
+from conformance.tolerances import RTOL
 
 pytest.importorskip("onnxruntime")
 
@@ -24,7 +24,7 @@ def test_unknown_quantize_value_names_the_argument():
 @pytest.mark.slow  # one export of the digits model: 5-60 s depending on the machine's load
 def test_cli_writes_an_int8_graph_that_runs(tmp_path, capsys):
     """The written graph has integer matmuls, keeps the metadata OnnxGraph needs, and its
-    logits are within INT8_RTOL of the float32 model on the digits test images."""
+    logits are within RTOL["int8"] of the float32 model on the digits test images."""
     out = tmp_path / "digits-int8.onnx"
     assert main(["export-onnx", "--checkpoint", str(DIGITS_MODEL), "--out", str(out),
                  "--quantize", "int8"]) == 0
@@ -35,5 +35,5 @@ def test_cli_writes_an_int8_graph_that_runs(tmp_path, capsys):
     with torch.inference_mode():
         ref = ClassificationAdaPerceiver.from_pretrained(DIGITS_MODEL)(torch.from_numpy(x))
     ref = ref.logits.double().numpy()
-    assert np.abs(got - ref).max() / np.abs(ref).max() <= INT8_RTOL
+    assert np.abs(got - ref).max() / np.abs(ref).max() <= RTOL["int8"]
     assert "wrote" in capsys.readouterr().out

@@ -2,16 +2,20 @@
 
 from __future__ import annotations
 
+import json
+
 import pytest
 
 from adaperceiver.bench.precision import main
+from adaperceiver.digits import CLUTTERED_MODEL
 
 pytest.importorskip("onnxruntime")
 
 
 @pytest.mark.slow  # exports three anytime graphs of the bundled model: 1-15 min loaded
 def test_precision_table_on_the_first_canvases(capsys):
-    """One row per budget of the grid (72 fixed + 10 exit rows) with every path's accuracy;
+    """One row per budget of the grid (every N x depth x width of the bundled cluttered model,
+    then 5 exit thresholds x 2 policies) with every path's accuracy;
     ONNX Runtime float32 equals fp32 at every budget; each summary's max |delta| is the
     largest difference of the printed accuracies."""
     assert main(["--images", "64", "--threads", "1"]) == 0
@@ -21,7 +25,9 @@ def test_precision_table_on_the_first_canvases(capsys):
         "fp32 acc %", "bf16 acc %", "ort fp32 acc %", "int8 acc %"]
     rows = [line.strip("|").split("|") for line in lines
             if line.startswith("| N=") or line.startswith("| exit")]
-    assert len(rows) == 72 + 10
+    config = json.loads((CLUTTERED_MODEL / "config.json").read_text())
+    fixed = len(config["mask_token_grans"]) * config["depth"] * len(config["mat_dims"])
+    assert len(rows) == fixed + 5 * 2
     accs = [[float(c) for c in row[2:6]] for row in rows]
     assert all(a[2] == a[0] for a in accs)  # ort fp32 == fp32, as printed
     for column, path in ((1, "bf16"), (2, "ort fp32"), (3, "int8")):

@@ -3,7 +3,7 @@
 
 ONNX Runtime float32 is checked against the oracle's anytime grid (TOL-1 float32) and its
 sweep counts against the torch model's (equal: the same top-1 and exit decisions); int8
-within ``INT8_RTOL`` of the oracle, recorded as int8 in results.json. Each export of the
+within ``RTOL["int8"]`` of the oracle, recorded as int8 in results.json. Each export of the
 tiny model takes 5-60 s depending on the machine's load, so those tests are marked slow and
 share one module fixture (int8 graphs are quantized from its float32 graphs).
 """
@@ -22,7 +22,6 @@ from adaperceiver import ClassificationAdaPerceiver
 from adaperceiver.cli import main
 from adaperceiver.cli.sweeping import evaluate_arrays
 from adaperceiver.engine import anytime_model
-from conformance.adapters.precision import INT8_RTOL
 from conformance.tolerances import RTOL
 
 pytest.importorskip("onnxruntime")
@@ -57,7 +56,7 @@ def ort(tiny):
 @SLOW
 def test_onnx_grid_matches_the_oracle(tiny, ort, data):
     """ANY-1: every (depth, granularity) entry of the ORT grid equals the oracle's, at two
-    widths; int8 within INT8_RTOL. Also the AnytimeOutput's depths and granularities."""
+    widths; int8 within RTOL["int8"]. Also the AnytimeOutput's depths and granularities."""
     _, _, weights = tiny
     x = data[0][:6]
     for m in (8, 16):
@@ -66,7 +65,7 @@ def test_onnx_grid_matches_the_oracle(tiny, ort, data):
         assert got.logits.shape == expected.logits.shape
         assert rel_err(got.logits, expected.logits) <= RTOL["float32"]
         assert got.granularities == expected.granularities and got.depths == expected.depths
-        assert rel_err(ort[1].anytime(x, mat_dim=m).logits, expected.logits) <= INT8_RTOL
+        assert rel_err(ort[1].anytime(x, mat_dim=m).logits, expected.logits) <= RTOL["int8"]
 
 
 @SLOW
