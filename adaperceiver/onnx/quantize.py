@@ -1,21 +1,27 @@
 """int8 graphs: ONNX Runtime's dynamic quantization of an exported float32 graph.
 
-``quantize_int8(proto)`` runs ``onnxruntime.quantization.quantize_dynamic`` with its
-defaults: every MatMul whose B input is a weight (``MatMulConstBOnly``, so the attention
+``quantize_int8(proto)`` first runs ONNX Runtime's quantization pre-processing
+(``quant_pre_process``), whose constant folding turns the weights the export leaves behind a
+Transpose or a Slice (fc1, the Matryoshka-sliced fc2) into initializers, then
+``onnxruntime.quantization.quantize_dynamic`` with its defaults: every MatMul whose B input
+is a weight (``MatMulConstBOnly``, so the attention
 products q k^T and p v stay float32) becomes ``DynamicQuantizeLinear`` of the activation
 (uint8, per tensor, range taken from each call's values) and ``MatMulInteger`` against the
 weight quantized once to int8 per tensor (symmetric), with float32 rescaling after; norms,
-softmax, GELU and residuals stay float32. Per-channel weights were tried and not kept: ONNX
-Runtime's ``MatMulInteger`` rejects the per-column zero points the quantizer writes for
-the exported (batched) weight MatMuls. Measured errors and speed: docs/performance.md.
+softmax, GELU and residuals stay float32, and so does the patch embedding
+(``pixel_products``): one activation range per tensor over raw pixels would erase all but
+the largest (a pixel at 1e8, allowed by LIM-4, zeroes the others). Per-channel weights
+were tried and not kept: ONNX Runtime's ``MatMulInteger`` rejects the per-column zero
+points the quantizer writes for the exported (batched) weight MatMuls. Measured errors and
+speed: docs/performance.md.
 """
 
 from __future__ import annotations
 
 import contextlib
 import logging
-from collections import defaultdict
 import tempfile
+from collections import defaultdict
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -36,15 +42,16 @@ def _quiet_quantizer() -> Iterator[None]:
         root.setLevel(level)
 
 
-def pixel_products(graph: Any) -> list[str]:
+def pixel_products(graph: Any, images: str = "images") -> list[str]:
     """Names of the MatMul nodes that take the images' values (the patch embedding): the
-    first MatMuls reached from the graph's first input, through any nodes but ``Shape``
-    (whose output carries no pixel values, only sizes)."""
+    first MatMuls reached from the graph input ``images`` (the export's), through any nodes
+    but ``Shape`` (whose output carries sizes, not pixel values). None without that input."""
     consumers: dict[str, list[Any]] = defaultdict(list)
     for node in graph.node:
         for name in node.input:
             consumers[name].append(node)
-    found, seen, frontier = [], set(), [graph.input[0].name]
+    found, seen = [], set()
+    frontier = [i.name for i in graph.input if i.name == images]
     while frontier:
         for node in consumers[frontier.pop()]:
             if node.name in seen or node.op_type == "Shape":

@@ -15,8 +15,13 @@ import reference_numpy as rn
 from adaperceiver import ClassificationAdaPerceiver
 from adaperceiver.bench import timing
 from adaperceiver.bench.ceiling import backends, gemm_ceilings, reduced_backends
-from adaperceiver.bench.engines import (bench_exits, bench_paths, bench_proportions, kernel_work,
-                                        paths)
+from adaperceiver.bench.engines import (
+    bench_exits,
+    bench_paths,
+    bench_proportions,
+    kernel_work,
+    paths,
+)
 from adaperceiver.bench.published import randomize
 from adaperceiver.bench.timing import interleaved
 
