@@ -4,11 +4,11 @@
 (``quant_pre_process``), whose constant folding turns the weights the export leaves behind a
 Transpose or a Slice (fc1, the Matryoshka-sliced fc2) into initializers, then
 ``onnxruntime.quantization.quantize_dynamic`` with its defaults: every MatMul whose B input
-is a weight (``MatMulConstBOnly``, so the attention
-products q k^T and p v stay float32) becomes ``DynamicQuantizeLinear`` of the activation
-(uint8, per tensor, range taken from each call's values) and ``MatMulInteger`` against the
-weight quantized once to int8 per tensor (symmetric), with float32 rescaling after; norms,
-softmax, GELU and residuals stay float32, and so does the patch embedding
+is a weight (``MatMulConstBOnly``, so the attention products q k^T and p v stay float32)
+becomes ``DynamicQuantizeLinear`` of the activation (uint8, per tensor, range taken from
+each call's values) and ``MatMulInteger`` against the weight quantized once to int8 per
+tensor (symmetric), with float32 rescaling after; norms, softmax, GELU and residuals stay
+float32, and so does the patch embedding
 (``pixel_products``): one activation range per tensor over raw pixels would erase all but
 the largest (a pixel at 1e8, allowed by LIM-4, zeroes the others). Per-channel weights
 were tried and not kept: ONNX Runtime's ``MatMulInteger`` rejects the per-column zero
