@@ -13,17 +13,16 @@ from typing import Any
 SETTLE_SECONDS = 0.2  # untimed pause before every call (interleaved)
 
 
-def interleaved(fns: dict[Any, Callable[[], object]], rounds: int,
-                settle: float | None = None) -> dict[Any, list[float]]:
+def interleaved(fns: dict[Any, Callable[[], object]], rounds: int) -> dict[Any, list[float]]:
     """Wall times of each function over ``rounds`` rounds; every round calls all of them in
     turn (after one warm-up call each), so drift of a shared machine hits all alike.
 
-    Each call starts after an untimed pause of ``settle`` seconds, so that one runtime's
-    idle worker threads do not compete with the next call: ONNX Runtime's spin for a while
-    after a run, and a torch forward started right after one took about 10 % longer at
-    batch 1 (3-4 % after a 0.02 s pause, none after 0.2 s; docs/performance.md). None
-    means ``SETTLE_SECONDS``, read at the call."""
-    settle = SETTLE_SECONDS if settle is None else settle
+    Each call starts after an untimed pause of ``SETTLE_SECONDS`` (read at the call), so
+    that one runtime's idle worker threads do not compete with the next call: ONNX
+    Runtime's spin for a while after a run, and a torch forward started right after one
+    took about 10 % longer at batch 1 (3-4 % after a 0.02 s pause, none after 0.2 s;
+    docs/performance.md)."""
+    settle = SETTLE_SECONDS
     for fn in fns.values():
         time.sleep(settle)
         fn()

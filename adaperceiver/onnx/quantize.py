@@ -8,9 +8,9 @@ is a weight (``MatMulConstBOnly``, so the attention products q k^T and p v stay 
 becomes ``DynamicQuantizeLinear`` of the activation (uint8, per tensor, range taken from
 each call's values) and ``MatMulInteger`` against the weight quantized once to int8 per
 tensor (symmetric), with float32 rescaling after; norms, softmax, GELU and residuals stay
-float32, and so does the patch embedding
-(``pixel_products``): one activation range per tensor over raw pixels would erase all but
-the largest (a pixel at 1e8, allowed by LIM-4, zeroes the others). Per-channel weights
+float32, and so does the patch embedding (``pixel_products``): one activation range per
+tensor over raw pixels would erase all but the largest (a pixel at 1e8, allowed by LIM-4,
+zeroes the others). Per-channel weights
 were tried and not kept: ONNX Runtime's ``MatMulInteger`` rejects the per-column zero
 points the quantizer writes for the exported (batched) weight MatMuls. Measured errors and
 speed: docs/performance.md.
@@ -46,17 +46,18 @@ def pixel_products(graph: Any, images: str = "images") -> list[str]:
     """Names of the MatMul nodes that take the images' values (the patch embedding): the
     first MatMuls reached from the graph input ``images`` (the export's), through any nodes
     but ``Shape`` (whose output carries sizes, not pixel values). None without that input."""
-    consumers: dict[str, list[Any]] = defaultdict(list)
-    for node in graph.node:
+    consumers: dict[str, list[int]] = defaultdict(list)  # tensor -> positions of its readers
+    for position, node in enumerate(graph.node):
         for name in node.input:
-            consumers[name].append(node)
+            consumers[name].append(position)
     found, seen = [], set()
     frontier = [i.name for i in graph.input if i.name == images]
     while frontier:
-        for node in consumers[frontier.pop()]:
-            if node.name in seen or node.op_type == "Shape":
+        for position in consumers[frontier.pop()]:
+            node = graph.node[position]
+            if position in seen or node.op_type == "Shape":
                 continue
-            seen.add(node.name)
+            seen.add(position)
             if node.op_type == "MatMul":
                 found.append(node.name)
             else:
